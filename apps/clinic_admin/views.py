@@ -1,0 +1,34 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.clinic_admin.permissions import IsClinicAdmin
+from apps.clinic_admin.serializers import BackupConfigSerializer
+from apps.tenants.services import ScheduleError, clinic_backup_config_update
+
+
+class BackupConfigView(APIView):
+    """The clinic's automatic backup schedule."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(responses=BackupConfigSerializer)
+    def get(self, request):
+        return Response(BackupConfigSerializer(request.tenant).data)
+
+    @extend_schema(request=BackupConfigSerializer, responses=BackupConfigSerializer)
+    def patch(self, request):
+        clinic = request.tenant
+        serializer = BackupConfigSerializer(clinic, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        try:
+            clinic_backup_config_update(
+                clinic=clinic,
+                backup_schedule=values.get("backup_schedule", clinic.backup_schedule),
+                next_scheduled_backup=values.get("next_scheduled_backup", clinic.next_scheduled_backup),
+            )
+        except ScheduleError as error:
+            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(BackupConfigSerializer(clinic).data)

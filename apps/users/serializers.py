@@ -1,0 +1,19 @@
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from apps.users.authentication import CLINIC_CLAIM, current_clinic_schema, ensure_token_belongs_to_current_clinic
+
+
+class ClinicTokenObtainPairSerializer(TokenObtainPairSerializer):
+    @classmethod
+    def get_token(cls, user):
+        token = super().get_token(user)
+        token[CLINIC_CLAIM] = current_clinic_schema()
+        token["role"] = user.role
+        return token
+
+
+class ClinicTokenRefreshSerializer(TokenRefreshSerializer):
+    def validate(self, attrs):
+        ensure_token_belongs_to_current_clinic(RefreshToken(attrs["refresh"]))
+        return super().validate(attrs)

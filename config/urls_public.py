@@ -1,0 +1,8 @@
+"""URLs of the platform's own (public schema) domain."""
+
+from django.contrib import admin
+from django.urls import path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]
