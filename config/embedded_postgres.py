@@ -198,8 +198,9 @@ def _run_pg(program: str, args: list[str], run_as: str | None) -> None:
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        user=run_as,
         cwd="/",
+        # Drop root's group too: with root's gid, a 0701 folder (mktemp -d) is not traversable.
+        **({"user": run_as, "group": pwd.getpwnam(run_as).pw_gid, "extra_groups": []} if run_as else {}),
     )
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()[-1:]
