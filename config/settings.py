@@ -124,6 +124,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": _database()}
+# A second connection to the same database: the JSON backup reads a clinic in
+# its own REPEATABLE READ transaction, whatever the caller's transaction is.
+DATABASES["backup_reader"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -145,6 +148,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "apps.backups.exception_handler.api_exception_handler",
 }
 
 SIMPLE_JWT = {
@@ -177,3 +181,20 @@ DEMO_PASSWORD = env_str("DEMO_PASSWORD") or "psicoadmin-demo"
 # The clinic data apps (the guide's list): what the JSON fallback exports and the
 # demo fills.
 CLINIC_DATA_APPS = ["users", "professionals", "appointments", "chat", "clinical_history", "payment_system"]
+
+# Backups (README: "Environment variables").
+BACKUP_STORAGE_BACKEND = env_str("BACKUP_STORAGE_BACKEND") or "local"
+BACKUP_LOCAL_ROOT = Path(env_str("BACKUP_LOCAL_ROOT") or DATA_DIR / "backups")
+BACKUP_SQL_STYLE = env_str("BACKUP_SQL_STYLE") or "copy"  # copy | inserts
+BACKUP_ROWS_PER_INSERT = env_int("BACKUP_ROWS_PER_INSERT", 1000)
+BACKUP_PG_BIN_DIR = env_str("BACKUP_PG_BIN_DIR")  # when set, the only folder searched for pg_dump/psql
+MAX_BACKUP_SIZE = env_int("MAX_BACKUP_SIZE", 100 * 1024 * 1024)  # plain bytes, backups made through the API
+BACKUP_ZSTD_LEVEL = env_int("BACKUP_ZSTD_LEVEL", 3)
+BACKUP_STALE_AFTER_MINUTES = env_int("BACKUP_STALE_AFTER_MINUTES", 360)
+# age encryption: recipients (public keys) encrypt; the identity file (private
+# key) is needed to download and restore. The demo generates a pair in DATA_DIR.
+BACKUP_AGE_RECIPIENTS = env_list("BACKUP_AGE_RECIPIENTS", [])
+_demo_identity = DATA_DIR / "age" / "identity.txt"
+BACKUP_AGE_IDENTITY_FILE = env_str("BACKUP_AGE_IDENTITY_FILE") or (
+    str(_demo_identity) if _demo_identity.exists() else ""
+)

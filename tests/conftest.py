@@ -1,9 +1,15 @@
 """Shared fixtures: a real PostgreSQL test database with two committed clinics.
 
-pytest-django creates the test database and migrates the public schema. The
-two clinics (``alfa`` and ``beta``) are created once per session, committed,
-so that subprocesses such as pg_dump can see them; each test then runs in a
-transaction that is rolled back (the ``db`` fixture).
+The test database is created once per session (always, whatever tests are
+selected) and migrated. The two clinics (``alfa`` and ``beta``, with demo data)
+are created once per session and committed, so that other connections and
+subprocesses such as pg_dump see them. Then either:
+
+- ``alfa`` / ``beta``: the test runs in a transaction rolled back at its end
+  (pytest-django's ``db``), for API and model tests; or
+- ``committed``: the test runs without a wrapping transaction, as production
+  code does (backups read through their own connections), and the backup
+  records it made are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from dataclasses import dataclass
 
 import pytest
 from django.db import connection
+from django.test.utils import setup_databases, teardown_databases
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
+from apps.backups.models import BackupDownload, BackupRecord
+from apps.tenants.demo_data import demo_data_generate
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_create
 from apps.users.models import User
@@ -43,22 +52,46 @@ class ClinicFixture:
         return client
 
 
-def make_clinic(schema_name: str, name: str) -> ClinicFixture:
+def make_clinic(schema_name: str, name: str, scale: float) -> ClinicFixture:
     domain = f"{schema_name}.test.localhost"
     clinic = clinic_create(schema_name=schema_name, name=name, domain=domain)
     with schema_context(schema_name):
         admin = User.objects.create_user(f"admin@{schema_name}.com", PASSWORD, role=User.Role.CLINIC_ADMIN)
         staff = User.objects.create_user(f"recepcion@{schema_name}.com", PASSWORD, role=User.Role.RECEPTIONIST)
+        demo_data_generate(schema_name=schema_name, scale=scale)
     return ClinicFixture(clinic=clinic, domain=domain, admin=admin, staff=staff)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker):
+    """Create and migrate the test database, whichever tests were selected."""
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default", "backup_reader"})
+    yield
+    with django_db_blocker.unblock():
+        connection.set_schema_to_public()
+        teardown_databases(config, verbosity=0)
 
 
 @pytest.fixture(scope="session")
 def clinics(django_db_setup, django_db_blocker) -> dict[str, ClinicFixture]:
     with django_db_blocker.unblock():
         return {
-            "alfa": make_clinic("alfa", "Clínica Alfa Ñandú"),
-            "beta": make_clinic("beta", "Clínica Beta Óptima"),
+            "alfa": make_clinic("alfa", "Clínica Alfa Ñandú", scale=0.3),
+            "beta": make_clinic("beta", "Clínica Beta Óptima", scale=0.1),
         }
+
+
+@pytest.fixture
+def committed(clinics, django_db_blocker):
+    """Database access without a wrapping transaction; backup records are removed afterwards."""
+    with django_db_blocker.unblock():
+        yield clinics
+        connection.set_schema_to_public()
+        for fixture in clinics.values():
+            with schema_context(fixture.clinic.schema_name):
+                BackupDownload.objects.all().delete()
+                BackupRecord.objects.all().delete()
 
 
 @pytest.fixture
@@ -77,8 +110,15 @@ def _back_to_public_schema():
     connection.set_schema_to_public()
 
 
-def pytest_collection_modifyitems(items):
-    # Every test gets the test database; without this a test that uses only
-    # the committed session fixtures could run against the development database.
-    for item in items:
-        item.add_marker(pytest.mark.django_db)
+
+@pytest.fixture(autouse=True)
+def backup_settings(settings, tmp_path):
+    """Each test gets its own empty bucket folder and no encryption keys unless it sets them."""
+    settings.BACKUP_STORAGE_BACKEND = "local"
+    settings.BACKUP_LOCAL_ROOT = tmp_path / "bucket"
+    settings.BACKUP_AGE_IDENTITY_FILE = ""
+    settings.BACKUP_AGE_RECIPIENTS = []
+    settings.BACKUP_PG_BIN_DIR = ""
+    settings.BACKUP_SQL_STYLE = "copy"
+    settings.DATA_DIR = tmp_path / "data"
+    return settings

@@ -5,6 +5,7 @@ from django.core.management import call_command
 from django.db.models.functions import Length
 from django_tenants.utils import schema_context
 
+from apps.backups.models import BackupRecord
 from apps.clinical_history.models import PatientProfile, SessionNote
 from apps.payment_system.models import Payment
 from apps.tenants.models import Clinic
@@ -13,18 +14,24 @@ from apps.users.models import User
 
 
 @pytest.fixture
-def demo_platform(clinics, db):
-    """The demo's clinics and schemas are created in the test transaction and rolled back with it."""
+def demo_platform(committed):
+    """The demo commits like the real one (its backups need it); its clinics are dropped afterwards."""
+    yield
+    for clinic in Clinic.objects.filter(schema_name__in=["bienestar", "mindcare"]):
+        clinic.domains.all().delete()
+        clinic.delete(force_drop=True)
 
 
-def test_demo_is_idempotent_and_its_data_is_varied(demo_platform, capsys):
+def test_demo_is_idempotent_and_its_data_is_varied(demo_platform, settings, capsys):
     call_command("demo", scale=0.2)
     first_output = capsys.readouterr().out
     bienestar = Clinic.objects.get(schema_name="bienestar")
     counts = clinic_row_counts(clinic=bienestar)
 
     call_command("demo", scale=0.2)
-    assert clinic_row_counts(clinic=bienestar) == counts
+    counts_after = clinic_row_counts(clinic=bienestar)
+    assert counts_after.pop("backups.BackupRecord", None) is None  # history is not a data app
+    assert counts_after == counts
     assert "Clínica Bienestar" in first_output and "Clínica Mindcare" in first_output
     assert Clinic.objects.get(schema_name="mindcare").get_primary_domain().domain == "mindcare.localhost"
 
@@ -45,3 +52,10 @@ def test_demo_is_idempotent_and_its_data_is_varied(demo_platform, capsys):
     assert counts["appointments.Appointment"] > 100
     with schema_context("mindcare"):
         assert User.objects.filter(email="admin@mindcare.com").exists()
+        # Each run backs up both clinics, encrypted with the demo's own key.
+        records = list(BackupRecord.objects.all())
+        assert len(records) == 2
+        assert all(record.status == "succeeded" and record.encryption == "age" for record in records)
+    identity_file = settings.DATA_DIR / "age" / "identity.txt"
+    assert identity_file.read_text().count("AGE-SECRET-KEY-") == 1
+    assert not any(settings.BACKUP_LOCAL_ROOT.rglob("identity*"))

@@ -1,0 +1,150 @@
+"""Dumping one clinic schema as a stream of bytes: pg_dump (plain SQL) or the
+JSON fallback (Django's ``dumpdata`` format). Both read one exported snapshot."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from django.apps import apps
+from django.conf import settings
+from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections, transaction
+
+from apps.backups.errors import DumpError
+from apps.backups.naming import validate_schema_name
+from apps.backups.pg_clients import PgClient, libpq_environment
+
+CHUNK_SIZE = 1024 * 1024
+READER_ALIAS = "backup_reader"
+STDERR_TAIL_LINES = 20
+
+
+class PgDumpOutput:
+    """pg_dump's stdout as a readable stream. At end of stream the exit code is
+    checked; a failure raises ``DumpError`` with the tail of stderr."""
+
+    def __init__(self, process: subprocess.Popen, stderr_tail: collections.deque, reader: threading.Thread):
+        self._process = process
+        self._stderr_tail = stderr_tail
+        self._stderr_reader = reader
+        self.bytes_read = 0
+
+    def read(self, size: int = CHUNK_SIZE) -> bytes:
+        data = self._process.stdout.read(size if size and size > 0 else CHUNK_SIZE)
+        if data:
+            self.bytes_read += len(data)
+            return data
+        self._finish()
+        return b""
+
+    def _finish(self) -> None:
+        code = self._process.wait()
+        self._stderr_reader.join()
+        if code != 0:
+            detail = " ".join(line.strip() for line in self._stderr_tail) or "sin mensaje"
+            how = f"terminado por la señal {-code}" if code < 0 else f"código {code}"
+            raise DumpError(f"pg_dump falló ({how}): {detail}")
+
+
+def _drain(stream: BinaryIO, tail: collections.deque) -> None:
+    for line in iter(stream.readline, b""):
+        tail.append(line.decode("utf-8", "replace"))
+
+
+def pg_dump_arguments(*, client: PgClient, schema_name: str, sql_style: str, snapshot_id: str | None) -> list[str]:
+    arguments = [
+        client.path,
+        "--format=p",
+        "--no-owner",
+        "--no-privileges",
+        "--encoding=UTF8",
+        f"--schema={validate_schema_name(schema_name)}",
+    ]
+    if snapshot_id:
+        arguments.append(f"--snapshot={snapshot_id}")
+    if sql_style == "inserts":
+        arguments += ["--inserts", f"--rows-per-insert={settings.BACKUP_ROWS_PER_INSERT}"]
+    elif sql_style != "copy":
+        raise DumpError(f"BACKUP_SQL_STYLE debe ser 'copy' o 'inserts', no {sql_style!r}.")
+    return arguments
+
+
+@contextmanager
+def pg_dump_stream(
+    *, client: PgClient, schema_name: str, sql_style: str, snapshot_id: str | None
+) -> Iterator[PgDumpOutput]:
+    """Run pg_dump for one schema; the child is killed if the reader stops early."""
+    arguments = pg_dump_arguments(client=client, schema_name=schema_name, sql_style=sql_style, snapshot_id=snapshot_id)
+    try:
+        process = subprocess.Popen(
+            arguments,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=libpq_environment(),
+        )
+    except OSError as error:
+        raise DumpError(f"No se pudo ejecutar pg_dump ({client.path}): {error.strerror}") from None
+    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
+    reader = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
+    reader.start()
+    try:
+        yield PgDumpOutput(process, tail, reader)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        reader.join(timeout=5)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def json_models() -> list:
+    """Models of the clinic data apps in dependency order, as dumpdata sorts them."""
+    app_list = [(apps.get_app_config(label), None) for label in settings.CLINIC_DATA_APPS]
+    return serializers.sort_dependencies(app_list)
+
+
+def json_dump_chunks(*, schema_name: str, snapshot_id: str | None, batch_size: int = 1000) -> Iterator[bytes]:
+    """The clinic data apps as one JSON array (``loaddata``-compatible), produced
+    batch by batch inside one REPEATABLE READ transaction on its own connection."""
+    validate_schema_name(schema_name)
+    python_serializer = serializers.get_serializer("python")
+    reader = connections[READER_ALIAS]
+    # The reader connection is ours alone: switch its schema here, restore it below.
+    reader.set_schema(schema_name)
+    try:
+        with transaction.atomic(using=READER_ALIAS):
+            with reader.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                if snapshot_id:
+                    cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot_id])
+            yield b"["
+            first = True
+            for model in json_models():
+                queryset = model._default_manager.using(READER_ALIAS).order_by(model._meta.pk.name)
+                batch = []
+                for obj in queryset.iterator(chunk_size=batch_size):
+                    batch.append(obj)
+                    if len(batch) == batch_size:
+                        yield _serialize_batch(python_serializer, batch, first)
+                        first, batch = False, []
+                if batch:
+                    yield _serialize_batch(python_serializer, batch, first)
+                    first = False
+            yield b"\n]\n"
+    finally:
+        reader.set_schema_to_public()
+
+
+def _serialize_batch(serializer_class, batch: list, first: bool) -> bytes:
+    objects = serializer_class().serialize(batch)
+    text = ",".join("\n" + json.dumps(item, cls=DjangoJSONEncoder, ensure_ascii=False) for item in objects)
+    return (text if first else "," + text).encode("utf-8")

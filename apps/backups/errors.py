@@ -1,0 +1,41 @@
+"""The backup exception family. Services raise these; the API maps them to JSON
+errors (``apps.backups.exception_handler``) and commands to ``CommandError``.
+Messages are user-facing (Spanish) and never contain secrets."""
+
+
+class BackupError(Exception):
+    """Base class: something about a backup went wrong; ``str()`` says what."""
+
+    status_code = 500
+
+
+class DumpError(BackupError):
+    """The database could not be dumped (pg_dump missing, too old or failing)."""
+
+
+class StorageError(BackupError):
+    """The storage backend refused or lost an operation."""
+
+    status_code = 503
+
+
+class IntegrityError(BackupError):
+    """Stored bytes do not match the checksum recorded for them."""
+
+
+class BackupTooLargeError(BackupError):
+    status_code = 400
+
+
+class BackupNotAvailableError(BackupError):
+    """The backup exists but cannot be read (failed, still running, or deleted)."""
+
+    status_code = 409
+
+
+class EncryptionError(BackupError):
+    """Keys are missing or do not open the stored object."""
+
+
+class RestoreError(BackupError):
+    status_code = 400

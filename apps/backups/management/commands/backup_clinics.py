@@ -1,0 +1,40 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.backups.errors import BackupError
+from apps.backups.services import backup_create
+from apps.backups.storage import get_backup_storage
+from apps.tenants.selectors import clinics_for_backup
+
+
+class Command(BaseCommand):
+    help = "Hace ahora un backup de una o varias clínicas (o de todas con --all)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("schemas", nargs="*", help="Esquemas de las clínicas (p. ej. bienestar).")
+        parser.add_argument("--all", action="store_true", help="Todas las clínicas (excepto public).")
+
+    def handle(self, *args, schemas: list[str], all: bool, **options):
+        if bool(schemas) == all:
+            raise CommandError("Indica esquemas de clínicas o --all (no ambos).")
+        clinics = clinics_for_backup()
+        if schemas:
+            clinics = clinics.filter(schema_name__in=schemas)
+            missing = set(schemas) - {clinic.schema_name for clinic in clinics}
+            if missing:
+                raise CommandError(f"Clínicas desconocidas: {', '.join(sorted(missing))}")
+        label = get_backup_storage().label
+        failures = 0
+        for clinic in clinics:
+            self.stdout.write(f"📦 Iniciando backup para: {clinic.name}...")
+            try:
+                record = backup_create(clinic=clinic, backup_type="manual")
+            except BackupError as error:
+                failures += 1
+                self.stderr.write(f"   -> Error: {error}")
+                continue
+            self.stdout.write(
+                f"   -> Subido exitosamente a {label}: {record.file_name} "
+                f"({record.file_size / 1_048_576:.1f} MB, {record.duration.total_seconds():.1f} s)"
+            )
+        if failures:
+            raise CommandError(f"{failures} backup(s) fallaron.")

@@ -1,0 +1,88 @@
+"""Backup history. These tables live in each clinic's own schema, never in public."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class BackupRecord(models.Model):
+    BACKUP_TYPES = (
+        ("manual", "Manual"),
+        ("automatic", "Automático"),
+    )
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "En curso"
+        SUCCEEDED = "succeeded", "Completado"
+        FAILED = "failed", "Fallido"
+
+    class Format(models.TextChoices):
+        SQL = "sql", "SQL (pg_dump)"
+        JSON = "json", "JSON (dumpdata)"
+
+    file_name = models.CharField(max_length=255)
+    file_path = models.TextField(blank=True, help_text="Ruta del objeto almacenado en el bucket.")
+    file_size = models.BigIntegerField(default=0, help_text="Bytes del .sql/.json que se descarga.")
+    backup_type = models.CharField(max_length=10, choices=BACKUP_TYPES)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    error = models.TextField(blank=True)
+    format = models.CharField(max_length=4, choices=Format.choices, blank=True)
+    sql_style = models.CharField(max_length=8, blank=True)
+    fallback_reason = models.TextField(blank=True, help_text="Por qué se usó JSON en lugar de pg_dump.")
+    checksum_sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 del objeto almacenado.")
+    plain_sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 del .sql/.json.")
+    stored_size = models.BigIntegerField(default=0)
+    compression = models.CharField(max_length=10, blank=True)
+    encryption = models.CharField(max_length=10, blank=True)
+    manifest_path = models.TextField(blank=True)
+    pg_dump_version = models.CharField(max_length=20, blank=True)
+    server_version = models.CharField(max_length=20, blank=True)
+    duration = models.DurationField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "backup"
+        verbose_name_plural = "backups"
+
+    def __str__(self) -> str:
+        return self.file_name
+
+    @property
+    def is_stale(self) -> bool:
+        """A ``running`` record older than any real backup takes: its worker died."""
+        limit = timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+        return self.status == self.Status.RUNNING and self.created_at < timezone.now() - limit
+
+    @property
+    def is_encrypted(self) -> bool:
+        return bool(self.encryption)
+
+
+class BackupDownload(models.Model):
+    """Who downloaded which backup, when and from where (clinical data leaves the platform)."""
+
+    backup = models.ForeignKey(BackupRecord, on_delete=models.CASCADE, related_name="downloads")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="backup_downloads"
+    )
+    downloaded_at = models.DateTimeField(default=timezone.now)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-downloaded_at"]
+        verbose_name = "descarga de backup"
+        verbose_name_plural = "descargas de backups"
+
+    def __str__(self) -> str:
+        return f"{self.backup} → {self.user} ({self.downloaded_at:%Y-%m-%d %H:%M})"

@@ -1,0 +1,147 @@
+"""Choosing the PostgreSQL client binaries (pg_dump, psql) for the server at hand.
+
+A dump must be taken with a pg_dump whose major version is at least the
+server's, and replayed with a psql at least as new as the pg_dump that wrote it
+(newer dumps carry ``\\restrict`` lines older psql rejects). Candidates, in
+order: the embedded PostgreSQL's bundled binaries, ``/usr/lib/postgresql/*/bin``
+(newest first), then ``PATH``. ``BACKUP_PG_BIN_DIR``, when set, is the only
+place looked at: an operator who names a folder gets that folder or an error,
+never a silently different binary.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.backups.errors import DumpError
+
+logger = logging.getLogger(__name__)
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True)
+class PgClient:
+    path: str
+    version: str  # e.g. "18.4"
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def describe(self) -> str:
+        return f"{Path(self.path).name} {self.version} ({self.path})"
+
+
+def candidate_dirs() -> list[Path]:
+    from config.embedded_postgres import bundled_bin_dir
+
+    if settings.BACKUP_PG_BIN_DIR:
+        return [Path(settings.BACKUP_PG_BIN_DIR)]
+    dirs = []
+    try:
+        dirs += [bundled_bin_dir(18), bundled_bin_dir(16)]
+    except ImproperlyConfigured:
+        logger.debug("No embedded PostgreSQL binaries; looking elsewhere.")
+    dirs += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_dir_major, reverse=True)]
+    return dirs
+
+
+def _dir_major(path: str) -> int:
+    match = re.search(r"/postgresql/(\d+)/", path)
+    return int(match.group(1)) if match else 0
+
+
+def client_version(path: str) -> str | None:
+    try:
+        result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    match = _VERSION_RE.search(result.stdout)
+    if result.returncode != 0 or not match:
+        return None
+    return f"{match.group(1)}.{match.group(2) or 0}"
+
+
+def find_client(program: str, *, min_major: int) -> PgClient:
+    """The first candidate ``program`` whose major version is at least ``min_major``.
+
+    Raises ``DumpError`` naming every candidate found and why each was rejected.
+    """
+    seen, rejected = set(), []
+    paths = [str(d / program) for d in candidate_dirs()]
+    on_path = None if settings.BACKUP_PG_BIN_DIR else shutil.which(program)
+    if on_path:
+        paths.append(on_path)
+    for path in paths:
+        resolved = str(Path(path).resolve())
+        if resolved in seen:
+            continue
+        if not Path(path).is_file():
+            rejected.append(f"{path}: no existe")
+            continue
+        seen.add(resolved)
+        version = client_version(path)
+        if version is None:
+            rejected.append(f"{path}: no se pudo ejecutar")
+            continue
+        client = PgClient(path=path, version=version)
+        if client.major >= min_major:
+            return client
+        rejected.append(f"{path}: versión {version} < {min_major}")
+    found = "; ".join(rejected) if rejected else f"no se encontró ningún {program}"
+    raise DumpError(f"No hay un {program} utilizable para PostgreSQL {min_major}: {found}.")
+
+
+def server_major(connection) -> int:
+    return connection.pg_version // 10000
+
+
+def server_version_text(connection) -> str:
+    version = connection.pg_version
+    return f"{version // 10000}.{version % 10000}"
+
+
+_LIBPQ_OPTIONS = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "options": "PGOPTIONS",
+}
+
+
+def libpq_params(database: dict | None = None) -> dict:
+    """Connection parameters of the configured database, for psycopg.connect()."""
+    database = database or settings.DATABASES["default"]
+    params = {
+        "host": database.get("HOST") or None,
+        "port": str(database.get("PORT") or "") or None,
+        "user": database.get("USER") or None,
+        "password": database.get("PASSWORD") or None,
+        "dbname": database["NAME"],
+    }
+    params.update({key: str(value) for key, value in database.get("OPTIONS", {}).items() if key in _LIBPQ_OPTIONS})
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def libpq_environment(database: dict | None = None) -> dict[str, str]:
+    """A copy of this process's environment plus the PG* variables of the configured
+    database: the password travels in PGPASSWORD, never on a command line."""
+    import os
+
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
+    names.update(_LIBPQ_OPTIONS)
+    environment = dict(os.environ)
+    for key, value in libpq_params(database).items():
+        environment[names[key]] = value
+    return environment

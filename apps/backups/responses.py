@@ -1,0 +1,44 @@
+"""Streaming a backup's plain file to the client."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+from django.http import StreamingHttpResponse
+
+from apps.backups.models import BackupRecord
+from apps.backups.services import backup_open_plain
+
+CONTENT_TYPES = {"sql": "application/sql", "json": "application/json"}
+
+
+class _ClosingChunks:
+    """Iterates the chunks; Django calls ``close()`` when the response ends,
+    even if it was never iterated, which releases the storage stream."""
+
+    def __init__(self, stack: ExitStack, chunks):
+        self._stack = stack
+        self._chunks = chunks
+
+    def __iter__(self):
+        return iter(self._chunks)
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def backup_file_response(record: BackupRecord) -> StreamingHttpResponse:
+    """The ``.sql``/``.json`` under the guide's name. The stored checksum is
+    verified before the response starts; the plain one as it streams."""
+    stack = ExitStack()
+    try:
+        chunks = stack.enter_context(backup_open_plain(record=record))
+    except BaseException:
+        stack.close()
+        raise
+    response = StreamingHttpResponse(_ClosingChunks(stack, chunks), content_type=CONTENT_TYPES[record.format])
+    response["Content-Disposition"] = f'attachment; filename="{record.file_name}"'
+    response["Content-Length"] = str(record.file_size)
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,226 @@
+"""Making and reading clinic backups.
+
+``backup_create`` is the one way a backup is made (API, operator command, cron).
+A record is ``succeeded`` only once the stored object and its manifest are in
+the storage and the object's checksum has been read back and verified; any
+failure leaves a ``failed`` record and no object under its final name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from apps.backups import crypto
+from apps.backups.dumpers import json_dump_chunks, pg_dump_stream
+from apps.backups.errors import BackupError, BackupNotAvailableError, BackupTooLargeError, DumpError
+from apps.backups.manifest import manifest_build, manifest_bytes
+from apps.backups.models import BackupDownload, BackupRecord
+from apps.backups.naming import (
+    backup_file_name,
+    manifest_path_for,
+    object_path,
+    stored_object_name,
+    validate_schema_name,
+)
+from apps.backups.pg_clients import find_client, server_major, server_version_text
+from apps.backups.pipeline import StoredBytes, open_plain, store_stream, verify_stored
+from apps.backups.snapshot import SchemaSnapshot, schema_snapshot
+from apps.backups.storage import BackupStorage, get_backup_storage
+from apps.backups.streams import IterableReader
+
+logger = logging.getLogger(__name__)
+
+COMPRESSION = "zstd"
+
+
+def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None = None) -> BackupRecord:
+    """Back up one clinic's schema now and return its (succeeded) record.
+
+    ``max_size`` bounds the plain dump (API backups): over it, ``BackupTooLargeError``
+    is raised and nothing is kept. Other failures raise a ``BackupError`` after
+    recording them on a ``failed`` record.
+    """
+    schema_name = validate_schema_name(clinic.schema_name)
+    if schema_name == settings.PUBLIC_SCHEMA_NAME:
+        raise BackupError("El esquema public no se respalda.")
+    storage = get_backup_storage()
+    recipients = crypto.recipients()
+    with schema_context(schema_name):
+        stale_backups_fail(storage=storage)
+        record = BackupRecord.objects.create(
+            file_name="",
+            backup_type=backup_type,
+            created_by=user,
+            created_at=timezone.now(),
+            compression=COMPRESSION,
+            encryption="age" if recipients else "",
+            server_version=server_version_text(connection),
+        )
+    try:
+        _dump_and_store(record=record, clinic=clinic, storage=storage, recipients=recipients, max_size=max_size)
+    except BackupTooLargeError:
+        _discard(record, storage)
+        with schema_context(schema_name):
+            record.delete()
+        raise
+    except BaseException as error:
+        _discard(record, storage)
+        message = str(error) if isinstance(error, BackupError) else f"Error inesperado: {error!r}"
+        with schema_context(schema_name):
+            _finish(record, status=BackupRecord.Status.FAILED, error=message)
+        if isinstance(error, BackupError) or not isinstance(error, Exception):
+            raise
+        raise BackupError(message) from error
+    if user is not None:
+        logger.info("Backup manual creado por %s (ID: %s)", user.email, record.pk)
+    return record
+
+
+def _dump_and_store(*, record: BackupRecord, clinic, storage: BackupStorage, recipients: list, max_size) -> None:
+    schema_name = clinic.schema_name
+    options = {"storage": storage, "recipients": recipients, "max_size": max_size}
+    with schema_snapshot(schema_name) as snapshot:
+        stored = None
+        try:
+            client = find_client("pg_dump", min_major=server_major(connection))
+        except DumpError as error:
+            record.fallback_reason = str(error)
+        else:
+            record.pg_dump_version = client.version
+            record.sql_style = settings.BACKUP_SQL_STYLE
+            with pg_dump_stream(
+                client=client, schema_name=schema_name, sql_style=record.sql_style, snapshot_id=snapshot.snapshot_id
+            ) as output:
+                try:
+                    stored = _store(record, schema_name, "sql", output, **options)
+                except DumpError as error:
+                    if output.bytes_read:
+                        raise  # died mid-stream: a real failure, not a reason to change format
+                    record.fallback_reason = str(error)
+        if stored is None:
+            logger.warning("Backup de %s en JSON: %s", schema_name, record.fallback_reason)
+            record.pg_dump_version, record.sql_style = "", ""
+            source = IterableReader(json_dump_chunks(schema_name=schema_name, snapshot_id=snapshot.snapshot_id))
+            stored = _store(record, schema_name, "json", source, **options)
+    verify_stored(storage=storage, path=record.file_path, expected_sha256=stored.stored_sha256)
+    _manifest_store(record=record, clinic=clinic, storage=storage, stored=stored, snapshot=snapshot)
+    with schema_context(schema_name):
+        _finish(record, status=BackupRecord.Status.SUCCEEDED)
+
+
+def _store(record: BackupRecord, schema_name: str, fmt: str, source, *, storage, recipients, max_size) -> StoredBytes:
+    record.format = fmt
+    _assign_file_name(record, schema_name, storage)
+    stored = store_stream(
+        source=source,
+        storage=storage,
+        path=record.file_path,
+        recipients=recipients,
+        level=settings.BACKUP_ZSTD_LEVEL,
+        limit=max_size,
+        on_limit=lambda: BackupTooLargeError(
+            f"Backup demasiado grande: supera el límite de {max_size // (1024 * 1024)} MB."
+        ),
+    )
+    record.file_size = stored.plain_size
+    record.stored_size = stored.stored_size
+    record.plain_sha256 = stored.plain_sha256
+    record.checksum_sha256 = stored.stored_sha256
+    return stored
+
+
+def _assign_file_name(record: BackupRecord, schema_name: str, storage: BackupStorage) -> None:
+    """The guide's name, made unique within the clinic (two backups in one second get ``-2``)."""
+    encrypted = bool(record.encryption)
+    with schema_context(schema_name):
+        for sequence in range(1, 100):
+            name = backup_file_name(
+                backup_type=record.backup_type,
+                fmt=record.format,
+                schema_name=schema_name,
+                when=record.created_at,
+                sequence=sequence,
+            )
+            path = object_path(schema_name, stored_object_name(name, encrypted=encrypted))
+            taken = BackupRecord.objects.filter(file_name=name).exclude(pk=record.pk).exists()
+            if not taken and not storage.exists(path):
+                record.file_name, record.file_path = name, path
+                record.manifest_path = manifest_path_for(name, schema_name)
+                BackupRecord.objects.filter(pk=record.pk).update(
+                    file_name=name, file_path=path, format=record.format, manifest_path=record.manifest_path
+                )
+                return
+    raise BackupError(f"No hay un nombre libre para el backup de {schema_name}.")
+
+
+def _manifest_store(*, record, clinic, storage, stored: StoredBytes, snapshot: SchemaSnapshot) -> None:
+    with schema_context(clinic.schema_name):
+        manifest = manifest_build(record=record, clinic=clinic, stored=stored, snapshot=snapshot)
+    storage.write_bytes(record.manifest_path, manifest_bytes(manifest))
+
+
+def _finish(record: BackupRecord, *, status: str, error: str = "") -> None:
+    record.status = status
+    record.error = error
+    record.finished_at = timezone.now()
+    record.duration = record.finished_at - record.created_at
+    record.save()
+
+
+def _discard(record: BackupRecord, storage: BackupStorage) -> None:
+    """Remove whatever a failed backup stored: nothing may pass for a good backup."""
+    for path in (record.file_path, record.manifest_path):
+        if path:
+            try:
+                storage.delete(path)
+            except BackupError:
+                logger.exception("No se pudo borrar %s tras un backup fallido", path)
+
+
+def stale_backups_fail(*, storage: BackupStorage) -> int:
+    """Mark ``running`` records whose worker died as failed and remove their objects.
+
+    Runs in the current clinic schema."""
+    limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+    stale = list(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, created_at__lt=limit))
+    for record in stale:
+        _discard(record, storage)
+        _finish(record, status=BackupRecord.Status.FAILED, error="Interrumpido: el proceso terminó sin completarlo.")
+    return len(stale)
+
+
+def backup_get_available(*, backup_id: int) -> BackupRecord:
+    """A succeeded backup of the current clinic (``DoesNotExist`` for other ids)."""
+    record = BackupRecord.objects.get(pk=backup_id)
+    if record.status != BackupRecord.Status.SUCCEEDED:
+        raise BackupNotAvailableError("Este backup no está disponible: no se completó correctamente.")
+    return record
+
+
+@contextmanager
+def backup_open_plain(*, record: BackupRecord) -> Iterator[Iterator[bytes]]:
+    """The plain ``.sql``/``.json`` of a succeeded backup, as verified chunks."""
+    storage = get_backup_storage()
+    with open_plain(
+        storage=storage,
+        path=record.file_path,
+        stored_sha256=record.checksum_sha256,
+        plain_sha256=record.plain_sha256,
+        encrypted=record.is_encrypted,
+        identities=crypto.identities() if record.is_encrypted else [],
+    ) as chunks:
+        yield chunks
+
+
+def backup_download_record(*, record: BackupRecord, user, ip_address: str | None, user_agent: str) -> BackupDownload:
+    return BackupDownload.objects.create(
+        backup=record, user=user, ip_address=ip_address or None, user_agent=user_agent[:255]
+    )

@@ -1,0 +1,84 @@
+"""Backups in a folder on disk, laid out exactly like the bucket."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from apps.backups.errors import StorageError
+from apps.backups.storage.base import BackupStorage, StoredObject, validate_object_path
+
+TEMP_PREFIX = ".tmp-"
+
+
+class LocalBackupStorage(BackupStorage):
+    label = "almacenamiento local"
+
+    def __init__(self, *, root: Path | str):
+        self.root = Path(root)
+
+    def _full_path(self, path: str) -> Path:
+        return self.root / validate_object_path(path)
+
+    @contextmanager
+    def open_write(self, path: str) -> Iterator[BinaryIO]:
+        final = self._full_path(path)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as error:
+            raise StorageError(f"No se puede escribir en {self.label} ({self.root}): {error.strerror}") from None
+        temporary = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as error:
+            raise StorageError(f"No se puede escribir en {self.label} ({self.root}): {error.strerror}") from None
+        try:
+            with os.fdopen(descriptor, "wb") as stream:
+                yield stream
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, final)
+        except OSError as error:
+            raise StorageError(f"Error al escribir en {self.label}: {error.strerror}") from None
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    @contextmanager
+    def open_read(self, path: str) -> Iterator[BinaryIO]:
+        try:
+            stream = open(self._full_path(path), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"El objeto {path} no existe en {self.label}.") from None
+        except OSError as error:
+            raise StorageError(f"No se puede leer {path} de {self.label}: {error.strerror}") from None
+        with stream:
+            yield stream
+
+    def delete(self, path: str) -> None:
+        self._full_path(path).unlink(missing_ok=True)
+
+    def exists(self, path: str) -> bool:
+        return self._full_path(path).is_file()
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        folder = prefix.rstrip("/")
+        base = self._full_path(folder) if folder else self.root
+        if not base.is_dir():
+            return []
+        objects = []
+        for entry in sorted(base.rglob("*")):
+            if entry.is_file() and not entry.name.startswith(TEMP_PREFIX):
+                stat = entry.stat()
+                objects.append(
+                    StoredObject(
+                        path=entry.relative_to(self.root).as_posix(),
+                        size=stat.st_size,
+                        modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                    )
+                )
+        return objects

@@ -1,0 +1,79 @@
+"""The backup API of a clinic (on the clinic's own domain). Thin: parse, call
+one service, render. Errors are rendered by ``apps.backups.exception_handler``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import permissions, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.backups.models import BackupRecord
+from apps.backups.responses import backup_file_response
+from apps.backups.serializers import BackupCreatedSerializer, BackupRecordSerializer
+from apps.backups.services import backup_create, backup_download_record, backup_get_available
+from apps.backups.storage import get_backup_storage
+from apps.clinic_admin.permissions import IsClinicAdmin
+
+FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
+TRUE_VALUES = {"1", "true", "yes", "si", "sí"}
+
+
+def _download_requested(request) -> bool:
+    return request.query_params.get("download", "").strip().lower() in TRUE_VALUES
+
+
+def _send_file(request, record: BackupRecord):
+    backup_download_record(
+        record=record,
+        user=request.user,
+        ip_address=request.META.get("REMOTE_ADDR"),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+    )
+    return backup_file_response(record)
+
+
+class CreateBackupView(APIView):
+    """Make a manual backup of this clinic now."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("download", bool, description="true: responder con el archivo del backup.")],
+        responses={201: BackupCreatedSerializer, (200, "application/sql"): FILE_RESPONSE},
+    )
+    def post(self, request):
+        record = backup_create(
+            clinic=request.tenant, backup_type="manual", user=request.user, max_size=settings.MAX_BACKUP_SIZE
+        )
+        if _download_requested(request):
+            return _send_file(request, record)
+        body = {
+            "message": f"Backup creado y subido a {get_backup_storage().label} exitosamente",
+            "backup_info": BackupRecordSerializer(record).data,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class BackupHistoryListView(APIView):
+    """This clinic's backups, newest first."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(responses=BackupRecordSerializer(many=True))
+    def get(self, request):
+        records = BackupRecord.objects.select_related("created_by")
+        return Response(BackupRecordSerializer(records, many=True).data)
+
+
+class DownloadBackupView(APIView):
+    """The plain .sql/.json of one of this clinic's backups, streamed."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(responses={(200, "application/sql"): FILE_RESPONSE})
+    def get(self, request, pk: int):
+        return _send_file(request, backup_get_available(backup_id=pk))
