@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint serve db-stop bench clean
+.PHONY: install system-tools demo test lint serve db-stop bench clean
 
 install: $(INSTALLED)
 
@@ -17,7 +17,10 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 demo: install
 	$(PY) manage.py demo
 
-test: install
+system-tools:
+	scripts/ensure-system-tools
+
+test: install system-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import setup_databases, teardown_databases
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
@@ -69,7 +69,7 @@ def django_db_setup(django_test_environment, django_db_blocker):
         config = setup_databases(verbosity=0, interactive=False, aliases={"default", "backup_reader"})
     yield
     with django_db_blocker.unblock():
-        connection.set_schema_to_public()
+        connections.close_all()
         teardown_databases(config, verbosity=0)
 
 
@@ -108,7 +108,6 @@ def beta(clinics, db) -> ClinicFixture:
 def _back_to_public_schema():
     yield
     connection.set_schema_to_public()
-
 
 
 @pytest.fixture(autouse=True)

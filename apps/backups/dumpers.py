@@ -4,6 +4,7 @@ JSON fallback (Django's ``dumpdata`` format). Both read one exported snapshot.""
 from __future__ import annotations
 
 import collections
+import datetime
 import json
 import subprocess
 import threading
@@ -144,7 +145,17 @@ def json_dump_chunks(*, schema_name: str, snapshot_id: str | None, batch_size: i
         reader.set_schema_to_public()
 
 
+class ExactJSONEncoder(DjangoJSONEncoder):
+    """Django's encoder truncates times to milliseconds; a backup keeps them whole."""
+
+    def default(self, o):
+        if isinstance(o, datetime.datetime | datetime.time):
+            text = o.isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return super().default(o)
+
+
 def _serialize_batch(serializer_class, batch: list, first: bool) -> bytes:
     objects = serializer_class().serialize(batch)
-    text = ",".join("\n" + json.dumps(item, cls=DjangoJSONEncoder, ensure_ascii=False) for item in objects)
+    text = ",".join("\n" + json.dumps(item, cls=ExactJSONEncoder, ensure_ascii=False) for item in objects)
     return (text if first else "," + text).encode("utf-8")

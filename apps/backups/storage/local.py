@@ -60,7 +60,12 @@ class LocalBackupStorage(BackupStorage):
             yield stream
 
     def delete(self, path: str) -> None:
-        self._full_path(path).unlink(missing_ok=True)
+        try:
+            self._full_path(path).unlink(missing_ok=True)
+        except NotADirectoryError:
+            pass  # its folder cannot exist, so neither does the object
+        except OSError as error:
+            raise StorageError(f"No se puede borrar {path} de {self.label}: {error.strerror}") from None
 
     def exists(self, path: str) -> bool:
         return self._full_path(path).is_file()

@@ -1,0 +1,44 @@
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from apps.backups import crypto
+
+
+def stored_files(root: Path) -> list[Path]:
+    """Every file under the bucket folder, hidden temporaries included."""
+    return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def age_key(settings, tmp_path) -> Path:
+    """A fresh age identity, configured for backups."""
+    path = tmp_path / "keys" / "identity.txt"
+    crypto.identity_file_create(path)
+    settings.BACKUP_AGE_IDENTITY_FILE = str(path)
+    return path
+
+
+def write_script(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / name
+    script.write_text("#!/usr/bin/env bash\n" + body)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return script
+
+
+@pytest.fixture
+def real_pg_dump() -> str:
+    from django.db import connection
+
+    from apps.backups.pg_clients import find_client, server_major
+
+    os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
+    return find_client("pg_dump", min_major=server_major(connection)).path

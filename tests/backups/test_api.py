@@ -1,0 +1,157 @@
+"""The manual-backup API: create, history, download — permissions and isolation."""
+
+import pytest
+from django_tenants.utils import schema_context
+
+from apps.backups.models import BackupDownload, BackupRecord
+from apps.backups.services import backup_create, backup_open_plain
+from tests.backups.conftest import sha256_of, stored_files
+
+CREATE_URL = "/api/backups/create/"
+HISTORY_URL = "/api/backups/history/"
+
+
+def download_url(backup_id: int) -> str:
+    return f"/api/backups/history/{backup_id}/download/"
+
+
+def streamed(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def test_create_answers_201_with_the_guides_shape(committed, caplog):
+    alfa = committed["alfa"]
+    with caplog.at_level("INFO", logger="apps.backups"):
+        response = alfa.admin_client().post(CREATE_URL)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["message"] == "Backup creado y subido a almacenamiento local exitosamente"
+    info = body["backup_info"]
+    assert set(info) >= {"id", "file_name", "file_size", "backup_type", "created_at", "created_by"}
+    assert info["backup_type"] == "manual" and info["status"] == "succeeded"
+    assert info["created_by"] == {"id": alfa.admin.pk, "email": "admin@alfa.com"}
+    assert info["file_name"].startswith("backup-sql-alfa-") and info["file_name"].endswith(".sql")
+    with schema_context("alfa"):
+        record = BackupRecord.objects.get(pk=info["id"])
+    assert record.created_by_id == alfa.admin.pk and record.file_size == info["file_size"] > 0
+    assert f"Backup manual creado por admin@alfa.com (ID: {record.pk})" in caplog.text
+
+
+def test_create_with_download_answers_with_the_sql_file(committed, settings):
+    response = committed["alfa"].admin_client().post(CREATE_URL + "?download=true")
+    assert response.status_code == 200
+    body = streamed(response)
+    with schema_context("alfa"):
+        record = BackupRecord.objects.get()
+        assert BackupDownload.objects.filter(backup=record).count() == 1
+    assert response["Content-Type"] == "application/sql"
+    assert response["Content-Disposition"] == f'attachment; filename="{record.file_name}"'
+    assert sha256_of(body) == record.plain_sha256
+    assert b"CREATE TABLE alfa.payment_system_payment" in body
+
+
+def test_over_the_size_limit_answers_400_and_keeps_nothing(committed, settings):
+    settings.MAX_BACKUP_SIZE = 10_000
+    response = committed["alfa"].admin_client().post(CREATE_URL)
+    assert response.status_code == 400
+    assert "demasiado grande" in response.json()["error"]
+    with schema_context("alfa"):
+        assert not BackupRecord.objects.exists()
+    assert stored_files(settings.BACKUP_LOCAL_ROOT) == []
+
+
+def test_history_lists_this_clinics_backups_newest_first(committed):
+    alfa, beta = committed["alfa"], committed["beta"]
+    older = backup_create(clinic=alfa.clinic, backup_type="automatic")
+    newer = backup_create(clinic=alfa.clinic, backup_type="manual", user=alfa.admin)
+    backup_create(clinic=beta.clinic, backup_type="manual")
+
+    response = alfa.admin_client().get(HISTORY_URL)
+    assert response.status_code == 200
+    history = response.json()
+    assert [item["id"] for item in history] == [newer.pk, older.pk]
+    assert history[1]["created_by"] is None and history[1]["backup_type"] == "automatic"
+    assert history[0]["created_by"]["email"] == "admin@alfa.com"
+    assert all(item["file_name"].split("-")[2] == "alfa" for item in history)
+    assert {item["status"] for item in history} == {"succeeded"}
+
+
+def test_download_streams_the_verified_plain_file_and_records_who(committed, settings, age_key):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    client = alfa.admin_client()
+    response = client.get(download_url(record.pk), REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT="curl/8")
+
+    assert response.status_code == 200
+    body = streamed(response)
+    assert int(response["Content-Length"]) == len(body) == record.file_size
+    assert sha256_of(body) == record.plain_sha256
+    with backup_open_plain(record=record) as chunks:
+        assert body == b"".join(chunks)
+    assert response["Cache-Control"] == "no-store"
+    with schema_context("alfa"):
+        download = BackupDownload.objects.get()
+    assert (download.backup_id, download.user_id, download.ip_address) == (record.pk, alfa.admin.pk, "203.0.113.7")
+
+
+def test_download_of_a_tampered_object_is_refused(committed, settings):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    stored = settings.BACKUP_LOCAL_ROOT / record.file_path
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+
+    response = alfa.admin_client().get(download_url(record.pk))
+    assert response.status_code == 500
+    assert "checksum" in response.json()["error"]
+
+
+def test_download_of_a_failed_backup_answers_409(committed):
+    alfa = committed["alfa"]
+    with schema_context("alfa"):
+        failed = BackupRecord.objects.create(file_name="x.sql", backup_type="manual", status="failed")
+    response = alfa.admin_client().get(download_url(failed.pk))
+    assert response.status_code == 409
+
+
+def test_another_clinics_backup_id_answers_404_and_is_never_listed(committed, settings):
+    alfa, beta = committed["alfa"], committed["beta"]
+    beta_records = [backup_create(clinic=beta.clinic, backup_type="manual") for _ in range(2)]
+    only_in_beta = max(record.pk for record in beta_records)
+    with schema_context("alfa"):
+        assert not BackupRecord.objects.filter(pk=only_in_beta).exists()
+
+    client = alfa.admin_client()
+    assert client.get(download_url(only_in_beta)).status_code == 404
+    assert client.get(HISTORY_URL).json() == []
+    stored = [
+        path.relative_to(settings.BACKUP_LOCAL_ROOT).parts[0] for path in stored_files(settings.BACKUP_LOCAL_ROOT)
+    ]
+    assert set(stored) == {"beta"}
+
+
+@pytest.mark.parametrize(("method", "url"), [("post", CREATE_URL), ("get", HISTORY_URL), ("get", download_url(1))])
+def test_unauthenticated_401_and_non_admin_403(committed, method, url):
+    alfa = committed["alfa"]
+    assert getattr(alfa.client(), method)(url).status_code == 401
+    staff = alfa.client()
+    staff.credentials(HTTP_AUTHORIZATION=f"Bearer {alfa.token_for(alfa.staff)}")
+    assert getattr(staff, method)(url).status_code == 403
+    with schema_context("alfa"):
+        assert not BackupRecord.objects.exists()
+
+
+def test_openapi_schema_describes_the_backup_endpoints(committed):
+    response = committed["alfa"].client().get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in (
+        CREATE_URL,
+        HISTORY_URL,
+        "/api/backups/history/{id}/download/",
+        "/api/admin/config/backup/",
+        "/api/auth/token/",
+    ):
+        assert path in paths, sorted(paths)

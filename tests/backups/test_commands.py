@@ -1,0 +1,40 @@
+import pytest
+from django.core.management import CommandError, call_command
+from django_tenants.utils import schema_context
+
+from apps.backups.models import BackupRecord
+
+
+def test_backup_clinics_backs_up_the_named_clinic_and_prints_progress(committed, capsys):
+    call_command("backup_clinics", "beta")
+    output = capsys.readouterr().out
+    assert "📦 Iniciando backup para: Clínica Beta Óptima..." in output
+    assert "   -> Subido exitosamente a almacenamiento local: backup-sql-beta-" in output
+    with schema_context("beta"):
+        assert BackupRecord.objects.get().status == "succeeded"
+    with schema_context("alfa"):
+        assert not BackupRecord.objects.exists()
+
+
+def test_backup_clinics_all_covers_every_clinic_but_public(committed, capsys):
+    call_command("backup_clinics", "--all")
+    for schema in ("alfa", "beta"):
+        with schema_context(schema):
+            assert BackupRecord.objects.filter(status="succeeded").count() == 1
+
+
+def test_backup_clinics_refuses_unknown_clinics_and_public(committed):
+    with pytest.raises(CommandError, match="desconocidas: nadie"):
+        call_command("backup_clinics", "nadie")
+    with pytest.raises(CommandError, match="desconocidas: public"):
+        call_command("backup_clinics", "public")
+    with pytest.raises(CommandError, match="--all"):
+        call_command("backup_clinics")
+
+
+def test_backup_clinics_reports_failures_with_a_nonzero_exit(committed, settings, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    settings.BACKUP_LOCAL_ROOT = blocker / "bucket"
+    with pytest.raises(CommandError, match="1 backup"):
+        call_command("backup_clinics", "beta")

@@ -1,0 +1,49 @@
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from apps.backups.errors import DumpError, StorageError
+from apps.backups.naming import backup_file_name, parse_file_name, stored_object_name, validate_schema_name
+from apps.backups.pg_clients import find_client, server_major
+from apps.backups.storage.base import validate_object_path
+from tests.backups.conftest import write_script
+
+WHEN = datetime(2025, 11, 25, 14, 5, 30, tzinfo=UTC)
+
+
+def test_file_names_follow_the_guide():
+    assert backup_file_name(backup_type="manual", fmt="sql", schema_name="bienestar", when=WHEN) == (
+        "backup-sql-bienestar-2025-11-25-140530.sql"
+    )
+    assert backup_file_name(backup_type="automatic", fmt="json", schema_name="mindcare", when=WHEN, sequence=2) == (
+        "auto-json-mindcare-2025-11-25-140530-2.json"
+    )
+    assert stored_object_name("backup-sql-x-2025-11-25-140530.sql", encrypted=True).endswith(".sql.zst.age")
+    assert parse_file_name("auto-sql-mindcare-2025-11-25-030015.sql")["schema"] == "mindcare"
+    assert parse_file_name("auto-sql-mindcare-2025-11-25-030015.json") is None
+
+
+@pytest.mark.parametrize("bad", ["", "Bienestar", "a;drop", "../x", "pg_catalog", "a" * 64, "x y"])
+def test_unsafe_schema_names_are_refused(bad):
+    with pytest.raises(ValueError, match="no válido"):
+        validate_schema_name(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "/etc/passwd", "a/../b", "a//b", ".hidden/x", "a/.tmp", "a b/c"])
+def test_unsafe_object_paths_are_refused(bad):
+    with pytest.raises(StorageError):
+        validate_object_path(bad)
+
+
+def test_the_chosen_pg_dump_is_at_least_the_server_version(db):
+    client = find_client("pg_dump", min_major=server_major(connection))
+    assert client.major >= server_major(connection)
+
+
+def test_no_usable_pg_dump_names_every_candidate_and_why(settings, tmp_path):
+    write_script(tmp_path, "pg_dump", 'echo "pg_dump (PostgreSQL) 12.1"\n')
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path)
+    with pytest.raises(DumpError) as error:
+        find_client("pg_dump", min_major=15)
+    assert f"{tmp_path}/pg_dump: versión 12.1 < 15" in str(error.value)
