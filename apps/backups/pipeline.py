@@ -20,7 +20,7 @@ from typing import BinaryIO
 import pyrage
 import zstandard
 
-from apps.backups.errors import BackupError, EncryptionError, IntegrityError
+from apps.backups.errors import EncryptionError, IntegrityError
 from apps.backups.storage import BackupStorage
 from apps.backups.streams import MeasuringReader, MeasuringWriter
 
@@ -141,7 +141,3 @@ def _plain_chunks(compressed: BinaryIO, plain_sha256: str, decrypting: _Decrypti
         raise EncryptionError(f"No se pudo descifrar el backup: {decrypting.error}")
     if plain.sha256.hexdigest() != plain_sha256:
         raise IntegrityError("El contenido descomprimido no coincide con su checksum.")
-
-
-def read_error(error: BaseException) -> BackupError:
-    return error if isinstance(error, BackupError) else BackupError(str(error))

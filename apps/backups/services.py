@@ -54,7 +54,7 @@ def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None =
     storage = get_backup_storage()
     recipients = crypto.recipients()
     with schema_context(schema_name):
-        stale_backups_fail(storage=storage)
+        stale_backups_fail(storage=storage, schema_name=schema_name)
         record = BackupRecord.objects.create(
             file_name="",
             backup_type=backup_type,
@@ -185,11 +185,11 @@ def _discard(record: BackupRecord, storage: BackupStorage) -> None:
                 logger.exception("No se pudo borrar %s tras un backup fallido", path)
 
 
-def stale_backups_fail(*, storage: BackupStorage) -> int:
-    """Mark ``running`` records whose worker died as failed and remove their objects.
-
-    Runs in the current clinic schema."""
+def stale_backups_fail(*, storage: BackupStorage, schema_name: str) -> int:
+    """Mark ``running`` records whose worker died as failed, remove their objects
+    and the temporaries of their interrupted writes. Runs in the clinic's schema."""
     limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+    storage.abandoned_writes_remove(f"{schema_name}/", older_than=limit)
     stale = list(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, created_at__lt=limit))
     for record in stale:
         _discard(record, storage)

@@ -212,12 +212,20 @@ def test_two_backups_in_the_same_second_get_distinct_names(committed):
     assert first.file_path != second.file_path
 
 
-def test_a_stale_running_record_is_marked_failed_by_the_next_backup(committed, settings):
+def test_a_crashed_backup_is_marked_failed_and_its_leftovers_removed_by_the_next(committed, settings):
+    import os
     from datetime import timedelta
 
     from django.utils import timezone
 
     clinic = committed["beta"].clinic
+    # What a killed worker leaves: a temporary upload and a running record.
+    folder = settings.BACKUP_LOCAL_ROOT / "beta"
+    folder.mkdir(parents=True)
+    leftover = folder / ".tmp-0123abcd-backup-sql-beta-2020-01-01-000000.sql.zst"
+    leftover.write_bytes(b"partial")
+    a_day_ago = (timezone.now() - timedelta(days=1)).timestamp()
+    os.utime(leftover, (a_day_ago, a_day_ago))
     with schema_context("beta"):
         crashed = BackupRecord.objects.create(
             file_name="backup-sql-beta-2020-01-01-000000.sql",
@@ -229,6 +237,8 @@ def test_a_stale_running_record_is_marked_failed_by_the_next_backup(committed, s
     with schema_context("beta"):
         crashed.refresh_from_db()
     assert crashed.status == "failed" and "Interrumpido" in crashed.error
+    assert not leftover.exists()
+    assert not [path for path in stored_files(settings.BACKUP_LOCAL_ROOT) if ".tmp-" in path.name]
 
 
 def test_public_schema_is_never_backed_up(committed):

@@ -61,6 +61,11 @@ class BackupStorage(ABC):
     def list(self, prefix: str) -> list[StoredObject]:
         """Objects whose path starts with ``prefix`` (a clinic folder, ``<schema>/``)."""
 
+    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
+        """Remove temporaries of writes whose process died (nothing to do where the
+        service discards incomplete uploads itself). Returns how many were removed."""
+        return 0
+
     def iter_chunks(self, path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         with self.open_read(path) as stream:
             while chunk := stream.read(chunk_size):

@@ -67,6 +67,16 @@ class LocalBackupStorage(BackupStorage):
         except OSError as error:
             raise StorageError(f"No se puede borrar {path} de {self.label}: {error.strerror}") from None
 
+    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
+        folder = self.root / validate_object_path(prefix.rstrip("/"))
+        removed = 0
+        for temporary in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else []:
+            modified = datetime.fromtimestamp(temporary.stat().st_mtime, tz=UTC)
+            if modified < older_than:
+                temporary.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def exists(self, path: str) -> bool:
         return self._full_path(path).is_file()
 
