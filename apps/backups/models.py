@@ -48,6 +48,12 @@ class BackupRecord(models.Model):
     server_version = models.CharField(max_length=20, blank=True)
     duration = models.DurationField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    schedule_slot = models.CharField(
+        max_length=40,
+        blank=True,
+        db_index=True,
+        help_text="Para backups automáticos: el periodo (p. ej. 'daily:2025-11-25') que cubre.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -86,3 +92,40 @@ class BackupDownload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.backup} → {self.user} ({self.downloaded_at:%Y-%m-%d %H:%M})"
+
+
+class BackupRestore(models.Model):
+    """One restore of this clinic: who asked, from what, and what became of it."""
+
+    class Source(models.TextChoices):
+        BACKUP = "backup", "Backup de la clínica"
+        UPLOAD = "upload", "Archivo subido"
+        DISASTER_RECOVERY = "storage", "Almacenamiento (recuperación ante desastres)"
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Completado"
+        FAILED = "failed", "Fallido"
+
+    source = models.CharField(max_length=10, choices=Source.choices)
+    backup = models.ForeignKey(BackupRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores")
+    backup_file_name = models.CharField(max_length=255, blank=True)
+    uploaded_file_name = models.CharField(max_length=255, blank=True)
+    uploaded_sha256 = models.CharField(max_length=64, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="backup_restores"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.TextField(blank=True)
+    previous_schema = models.CharField(
+        max_length=63, blank=True, help_text="Esquema apartado con el estado anterior a la restauración."
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = "restauración"
+        verbose_name_plural = "restauraciones"
+
+    def __str__(self) -> str:
+        return f"Restauración {self.pk} ({self.status})"
