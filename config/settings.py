@@ -198,3 +198,6 @@ _demo_identity = DATA_DIR / "age" / "identity.txt"
 BACKUP_AGE_IDENTITY_FILE = env_str("BACKUP_AGE_IDENTITY_FILE") or (
     str(_demo_identity) if _demo_identity.exists() else ""
 )
+# Restores: how long the schema set aside by a restore (the state before it) is kept.
+BACKUP_RESTORE_KEEP_DAYS = env_int("BACKUP_RESTORE_KEEP_DAYS", 7)
+MAX_RESTORE_UPLOAD_SIZE = env_int("MAX_RESTORE_UPLOAD_SIZE", 200 * 1024 * 1024)

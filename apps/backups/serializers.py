@@ -19,3 +19,31 @@ class BackupRecordSerializer(serializers.ModelSerializer):
 class BackupCreatedSerializer(serializers.Serializer):
     message = serializers.CharField()
     backup_info = BackupRecordSerializer()
+
+
+class RestoreRequestSerializer(serializers.Serializer):
+    backup_id = serializers.IntegerField(required=False, min_value=1)
+    file = serializers.FileField(required=False, help_text="Un .sql o .json descargado de esta clínica.")
+
+    def validate(self, attrs):
+        if ("backup_id" in attrs) == ("file" in attrs):
+            raise serializers.ValidationError(
+                {"error": "Indica 'backup_id' o sube un archivo en 'file' (uno de los dos)."}
+            )
+        return attrs
+
+
+class BackupRestoreSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    source = serializers.CharField()
+    backup_id = serializers.IntegerField(allow_null=True)
+    backup_file_name = serializers.CharField()
+    status = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+    previous_schema = serializers.CharField()
+
+
+class RestoreResponseSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    restore_info = BackupRestoreSerializer()

@@ -3,21 +3,33 @@ one service, render. Errors are rendered by ``apps.backups.exception_handler``."
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.backups.models import BackupRecord
 from apps.backups.responses import backup_file_response
-from apps.backups.serializers import BackupCreatedSerializer, BackupRecordSerializer
+from apps.backups.restore import backup_restore, upload_restore, upload_size_check
+from apps.backups.serializers import (
+    BackupCreatedSerializer,
+    BackupRecordSerializer,
+    BackupRestoreSerializer,
+    RestoreRequestSerializer,
+    RestoreResponseSerializer,
+)
 from apps.backups.services import backup_create, backup_download_record, backup_get_available
 from apps.backups.storage import get_backup_storage
 from apps.clinic_admin.permissions import IsClinicAdmin
 
+logger = logging.getLogger(__name__)
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
+RESTORED_MESSAGE = "Clínica restaurada correctamente. Las sesiones anteriores se cerraron: vuelve a iniciar sesión."
 TRUE_VALUES = {"1", "true", "yes", "si", "sí"}
 
 
@@ -77,3 +89,37 @@ class DownloadBackupView(APIView):
     @extend_schema(responses={(200, "application/sql"): FILE_RESPONSE})
     def get(self, request, pk: int):
         return _send_file(request, backup_get_available(backup_id=pk))
+
+
+class RestoreBackupFromFileView(APIView):
+    """Replace this clinic's data with one of its backups (``backup_id``) or with
+    an uploaded .sql/.json that this system produced for this clinic."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+    parser_classes = [MultiPartParser, JSONParser, FormParser]
+
+    @extend_schema(
+        request={"application/json": RestoreRequestSerializer, "multipart/form-data": RestoreRequestSerializer},
+        responses={200: RestoreResponseSerializer},
+    )
+    def post(self, request):
+        upload_size_check(request.META.get("CONTENT_LENGTH"))  # before the body is read
+        serializer = RestoreRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        if "file" in values:
+            restore = upload_restore(clinic=request.tenant, uploaded_file=values["file"], user=request.user)
+        else:
+            record = backup_get_available(backup_id=values["backup_id"])
+            restore = backup_restore(clinic=request.tenant, record=record, user=request.user)
+        logger.info(
+            "Clínica restaurada por %s desde %s (restauración %s)",
+            request.user.email,
+            restore.backup_file_name,
+            restore.pk,
+        )
+        body = {
+            "message": RESTORED_MESSAGE,
+            "restore_info": BackupRestoreSerializer(restore).data,
+        }
+        return Response(body, status=status.HTTP_200_OK)

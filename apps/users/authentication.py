@@ -24,8 +24,18 @@ def ensure_token_belongs_to_current_clinic(token) -> None:
         raise InvalidToken("El token no pertenece a esta clínica.")
 
 
+def ensure_token_issued_after_last_restore(token) -> None:
+    """A restore may change users and roles: sessions from before it end."""
+    from apps.backups.restore import last_restore_at
+
+    restored_at = last_restore_at()
+    if restored_at and token.get("iat", 0) < int(restored_at.timestamp()):
+        raise InvalidToken("La clínica se restauró después de iniciar sesión: vuelve a iniciar sesión.")
+
+
 class ClinicJWTAuthentication(JWTAuthentication):
     def get_validated_token(self, raw_token):
         token = super().get_validated_token(raw_token)
         ensure_token_belongs_to_current_clinic(token)
+        ensure_token_issued_after_last_restore(token)
         return token

@@ -1,7 +1,12 @@
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from apps.users.authentication import CLINIC_CLAIM, current_clinic_schema, ensure_token_belongs_to_current_clinic
+from apps.users.authentication import (
+    CLINIC_CLAIM,
+    current_clinic_schema,
+    ensure_token_belongs_to_current_clinic,
+    ensure_token_issued_after_last_restore,
+)
 
 
 class ClinicTokenObtainPairSerializer(TokenObtainPairSerializer):
@@ -15,5 +20,7 @@ class ClinicTokenObtainPairSerializer(TokenObtainPairSerializer):
 
 class ClinicTokenRefreshSerializer(TokenRefreshSerializer):
     def validate(self, attrs):
-        ensure_token_belongs_to_current_clinic(RefreshToken(attrs["refresh"]))
+        refresh = RefreshToken(attrs["refresh"])
+        ensure_token_belongs_to_current_clinic(refresh)
+        ensure_token_issued_after_last_restore(refresh)
         return super().validate(attrs)

@@ -1,0 +1,33 @@
+from django.core.management.base import BaseCommand, CommandError
+from django_tenants.utils import schema_context
+
+from apps.backups.errors import BackupError
+from apps.backups.models import BackupRecord
+from apps.backups.restore import backup_restore
+from apps.backups.services import backup_get_available
+from apps.tenants.models import Clinic
+
+
+class Command(BaseCommand):
+    help = "Restaura una clínica desde uno de sus backups (reemplaza sus datos; el estado anterior se conserva)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("backup_id", type=int, help="ID del backup (ver /api/backups/history/).")
+        parser.add_argument("--clinic", required=True, help="Esquema de la clínica (p. ej. bienestar).")
+
+    def handle(self, *args, backup_id: int, clinic: str, **options):
+        target = Clinic.objects.exclude(schema_name="public").filter(schema_name=clinic).first()
+        if target is None:
+            raise CommandError(f"Clínica desconocida: {clinic}")
+        try:
+            with schema_context(target.schema_name):
+                record = backup_get_available(backup_id=backup_id)
+            self.stdout.write(f"♻️  Restaurando {target.name} desde {record.file_name}...")
+            restore = backup_restore(clinic=target, record=record)
+        except BackupRecord.DoesNotExist:
+            raise CommandError(f"La clínica {clinic} no tiene un backup con ID {backup_id}.") from None
+        except BackupError as error:
+            raise CommandError(str(error)) from None
+        self.stdout.write(
+            self.style.SUCCESS(f"✅ Restaurada. Estado anterior conservado en el esquema {restore.previous_schema}.")
+        )
