@@ -15,14 +15,17 @@ subprocesses such as pg_dump see them. Then either:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
 from django.test.utils import setup_databases, teardown_databases
+from django.utils import timezone
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
-from apps.backups.models import BackupDownload, BackupRecord
+from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
+from apps.backups.restore import restore_leftover_schemas_drop
 from apps.tenants.demo_data import demo_data_generate
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_create
@@ -90,8 +93,10 @@ def committed(clinics, django_db_blocker):
         connection.set_schema_to_public()
         for fixture in clinics.values():
             with schema_context(fixture.clinic.schema_name):
+                BackupRestore.objects.all().delete()
                 BackupDownload.objects.all().delete()
                 BackupRecord.objects.all().delete()
+        restore_leftover_schemas_drop(older_than=timezone.now() + timedelta(days=1))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from apps.backups.errors import DumpError
 from apps.backups.naming import validate_schema_name
 from apps.backups.pg_clients import PgClient, libpq_environment
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 64 * 1024  # see apps.backups.pipeline.CHUNK_SIZE
 READER_ALIAS = "backup_reader"
 STDERR_TAIL_LINES = 20
 

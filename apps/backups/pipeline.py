@@ -24,7 +24,10 @@ from apps.backups.errors import EncryptionError, IntegrityError
 from apps.backups.storage import BackupStorage
 from apps.backups.streams import MeasuringReader, MeasuringWriter
 
-CHUNK_SIZE = 1024 * 1024
+# 64 KiB: big enough for throughput, small enough that glibc reuses the buffers
+# instead of mapping fresh memory for every chunk (measured: 1 MiB chunks cost
+# ~440k page faults on a 435 MB dump, 64 KiB ~18k).
+CHUNK_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True)

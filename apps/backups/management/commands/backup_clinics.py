@@ -8,6 +8,8 @@ from apps.tenants.selectors import clinics_for_backup
 
 class Command(BaseCommand):
     help = "Hace ahora un backup de una o varias clínicas (o de todas con --all)."
+    # Run often and by machines: skip the URL/admin checks (~0.4 s per start).
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
         parser.add_argument("schemas", nargs="*", help="Esquemas de las clínicas (p. ej. bienestar).")

@@ -1,0 +1,20 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.backups.recovery import backup_history_rebuild
+from apps.tenants.models import Clinic
+
+
+class Command(BaseCommand):
+    help = "Reconstruye el historial de backups de una clínica a partir de los manifiestos del almacenamiento."
+
+    def add_arguments(self, parser):
+        parser.add_argument("schema", help="Esquema de la clínica.")
+
+    def handle(self, *args, schema: str, **options):
+        clinic = Clinic.objects.exclude(schema_name="public").filter(schema_name=schema).first()
+        if clinic is None:
+            raise CommandError(
+                f"Clínica desconocida: {schema} (para una clínica perdida usa restore_clinic_from_storage)."
+            )
+        changed = backup_history_rebuild(clinic=clinic)
+        self.stdout.write(self.style.SUCCESS(f"✅ Historial de {schema}: {changed} registro(s) creados o corregidos."))

@@ -1,0 +1,35 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.backups.recovery import restore_drill
+from apps.tenants.selectors import clinics_for_backup
+
+
+class Command(BaseCommand):
+    help = (
+        "Simulacro de restauración: restaura el backup más reciente de cada clínica en un esquema temporal, "
+        "compara el número de filas con su manifiesto y lo borra, sin tocar la clínica."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("schemas", nargs="*", help="Esquemas a comprobar (por defecto, todas las clínicas).")
+
+    def handle(self, *args, schemas: list[str], **options):
+        clinics = clinics_for_backup()
+        if schemas:
+            clinics = clinics.filter(schema_name__in=schemas)
+        failed = 0
+        for clinic in clinics:
+            result = restore_drill(clinic=clinic)
+            if result.passed:
+                self.stdout.write(
+                    f"✅ {clinic.schema_name}: {result.file_name} se restaura y cuadra con su manifiesto."
+                )
+                continue
+            failed += 1
+            detail = result.error or ", ".join(
+                f"{table}: manifiesto {expected}, restaurado {actual}"
+                for table, (expected, actual) in result.mismatches.items()
+            )
+            self.stderr.write(f"❌ {clinic.schema_name}: {result.file_name or '—'}: {detail}")
+        if failed:
+            raise CommandError(f"{failed} clínica(s) no superaron el simulacro.")
