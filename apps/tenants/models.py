@@ -46,6 +46,18 @@ class Clinic(TenantMixin):
     next_scheduled_backup = models.DateTimeField(
         null=True, blank=True, help_text="Fecha y hora exacta programada para el próximo backup."
     )
+    # Back-off of the automatic backups (apps.backups.scheduling): a failing
+    # clinic is retried later, not every minute.
+    backup_failures = models.PositiveIntegerField(
+        default=0, help_text="Backups automáticos fallidos seguidos (0 tras un éxito)."
+    )
+    backup_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="Tras un fallo: no reintentar el backup automático antes de esta hora."
+    )
+    backup_last_error = models.TextField(blank=True, help_text="Error del último backup automático fallido.")
+    backup_last_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="Último intento de backup automático (con éxito o no)."
+    )
 
     auto_create_schema = True
     auto_drop_schema = False
@@ -57,6 +69,38 @@ class Clinic(TenantMixin):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ScheduledBackupClaim(models.Model):
+    """One automatic backup slot of one clinic, claimed by one worker.
+
+    The unique (clinic, slot) pair is what makes overlapping cron runs and
+    parallel workers back a clinic up once per slot; ``lease_until`` (renewed
+    while the backup runs) lets another worker take over from one that died.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "En curso"
+        SUCCEEDED = "succeeded", "Completado"
+        FAILED = "failed", "Fallido"
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="backup_claims")
+    slot = models.CharField(max_length=40, help_text="Periodo cubierto, p. ej. 'daily:2025-11-25'.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    worker = models.CharField(max_length=120, help_text="host:pid:hilo del proceso que lo tomó.")
+    claimed_at = models.DateTimeField()
+    lease_until = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "turno de backup automático"
+        verbose_name_plural = "turnos de backups automáticos"
+        constraints = [models.UniqueConstraint(fields=["clinic", "slot"], name="unique_backup_claim_per_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.clinic_id} {self.slot} ({self.status})"
 
 
 class Domain(DomainMixin):

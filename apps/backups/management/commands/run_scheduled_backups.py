@@ -1,0 +1,57 @@
+import threading
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.backups.management.commands._time import parse_now
+from apps.backups.scheduling_run import ScheduledOutcome, scheduled_backups_run
+from apps.backups.scheduling_selectors import DueBackup
+from apps.backups.storage import get_backup_storage
+
+
+class Command(BaseCommand):
+    help = "Hace los backups automáticos que tocan (daily/weekly/scheduled). Pensado para un cron cada minuto."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--workers", type=int, default=1, help="Clínicas respaldadas a la vez (por defecto 1).")
+        parser.add_argument(
+            "--now",
+            help="Para pruebas y operaciones: evaluar las reglas como si fuera este instante (ISO 8601, con zona).",
+        )
+
+    def handle(self, *args, workers: int, now: str | None, **options):
+        if workers < 1:
+            raise CommandError("--workers debe ser 1 o más.")
+        label = get_backup_storage().label
+        lock = threading.Lock()
+
+        def start_line(due: DueBackup) -> str:
+            return f"📦 Iniciando backup para: {due.name}..."
+
+        def on_start(due: DueBackup) -> None:
+            if workers == 1:
+                self.stdout.write(start_line(due))
+
+        def on_done(outcome: ScheduledOutcome) -> None:
+            if outcome.status == "skipped":
+                return
+            # Several workers: a clinic's lines are written together so they stay readable.
+            lines = [start_line(outcome.due)] if workers > 1 else []
+            if outcome.status == "succeeded":
+                lines.append(f"   -> Subido exitosamente a {label}")
+            else:
+                lines.append(f"   -> Error en {outcome.due.name}: {outcome.error}")
+                lines.append(
+                    f"      Fallo consecutivo n.º {outcome.failures}; "
+                    f"próximo intento desde {outcome.retry_at:%Y-%m-%d %H:%M:%S %Z}."
+                )
+            with lock:
+                for line in lines:
+                    (self.stdout if outcome.status == "succeeded" or line.startswith("📦") else self.stderr).write(line)
+
+        self.stdout.write("⏳ Verificando backups programados...")
+        outcomes = scheduled_backups_run(now=parse_now(now), workers=workers, on_start=on_start, on_done=on_done)
+        self.stdout.write("✅ Verificación de backups finalizada.")
+        failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+        if failed:
+            # Non-zero exit so the cron platform flags the run; they are retried with back-off.
+            raise CommandError(f"{len(failed)} backup(s) automático(s) fallaron; se reintentarán más tarde.")
