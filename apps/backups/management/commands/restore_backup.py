@@ -10,6 +10,8 @@ from apps.tenants.models import Clinic
 
 class Command(BaseCommand):
     help = "Restaura una clínica desde uno de sus backups (reemplaza sus datos; el estado anterior se conserva)."
+    # Needed fast on a bad day: skip the URL/admin checks (~0.4 s per start).
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
         parser.add_argument("backup_id", type=int, help="ID del backup (ver /api/backups/history/).")
