@@ -191,6 +191,22 @@ BACKUP_PG_BIN_DIR = env_str("BACKUP_PG_BIN_DIR")  # when set, the only folder se
 MAX_BACKUP_SIZE = env_int("MAX_BACKUP_SIZE", 100 * 1024 * 1024)  # plain bytes, backups made through the API
 BACKUP_ZSTD_LEVEL = env_int("BACKUP_ZSTD_LEVEL", 3)
 BACKUP_STALE_AFTER_MINUTES = env_int("BACKUP_STALE_AFTER_MINUTES", 360)
+# Remote backup storage (README: "Storage backends"). Read only by the backend
+# that BACKUP_STORAGE_BACKEND chooses.
+BACKUP_STORAGE_TIMEOUT = env_int("BACKUP_STORAGE_TIMEOUT", 60)  # seconds per request (connect / read)
+BACKUP_STORAGE_MAX_ATTEMPTS = env_int("BACKUP_STORAGE_MAX_ATTEMPTS", 5)  # per request, transient failures
+BACKUP_STORAGE_RETRY_BACKOFF_MS = env_int("BACKUP_STORAGE_RETRY_BACKOFF_MS", 500)  # first wait, doubled per retry
+BACKUP_S3_BUCKET = env_str("BACKUP_S3_BUCKET")
+BACKUP_S3_ENDPOINT_URL = env_str("BACKUP_S3_ENDPOINT_URL")  # unset: AWS S3
+BACKUP_S3_REGION = env_str("BACKUP_S3_REGION") or "us-east-1"
+BACKUP_S3_ACCESS_KEY_ID = env_str("BACKUP_S3_ACCESS_KEY_ID")  # unset: the standard AWS credential chain
+BACKUP_S3_SECRET_ACCESS_KEY = env_str("BACKUP_S3_SECRET_ACCESS_KEY")
+BACKUP_S3_ADDRESSING_STYLE = env_str("BACKUP_S3_ADDRESSING_STYLE") or "auto"  # auto | path | virtual
+BACKUP_S3_PREFIX = env_str("BACKUP_S3_PREFIX")  # optional folder inside the bucket
+BACKUP_S3_PART_SIZE_MB = env_int("BACKUP_S3_PART_SIZE_MB", 8)  # multipart part size: memory per upload
+SUPABASE_URL = env_str("SUPABASE_URL")
+SUPABASE_KEY = env_str("SUPABASE_KEY")  # the service-role key: a secret, never logged
+SUPABASE_BUCKET_NAME = env_str("SUPABASE_BUCKET_NAME") or "backups"
 # age encryption: recipients (public keys) encrypt; the identity file (private
 # key) is needed to download and restore. The demo generates a pair in DATA_DIR.
 BACKUP_AGE_RECIPIENTS = env_list("BACKUP_AGE_RECIPIENTS", [])

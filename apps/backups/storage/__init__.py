@@ -13,9 +13,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from apps.backups.storage.base import BackupStorage, StoredObject
+from apps.backups.storage.retry import RetryPolicy
 
 BACKENDS = {
     "local": "apps.backups.storage.local.LocalBackupStorage",
+    "s3": "apps.backups.storage.s3.S3BackupStorage",
+    "supabase": "apps.backups.storage.supabase.SupabaseBackupStorage",
 }
 
 __all__ = ["BackupStorage", "StoredObject", "get_backup_storage"]
@@ -33,6 +36,33 @@ def get_backup_storage() -> BackupStorage:
 
 
 def backend_options(name: str) -> dict:
-    if name == "local" or name not in BACKENDS:
-        return {"root": settings.BACKUP_LOCAL_ROOT}
-    return {}
+    """Constructor arguments of a named backend, read from settings when it is built."""
+    if name == "s3":
+        return {
+            "bucket": settings.BACKUP_S3_BUCKET,
+            "endpoint_url": settings.BACKUP_S3_ENDPOINT_URL,
+            "region": settings.BACKUP_S3_REGION,
+            "access_key_id": settings.BACKUP_S3_ACCESS_KEY_ID,
+            "secret_access_key": settings.BACKUP_S3_SECRET_ACCESS_KEY,
+            "addressing_style": settings.BACKUP_S3_ADDRESSING_STYLE,
+            "prefix": settings.BACKUP_S3_PREFIX,
+            "part_size": settings.BACKUP_S3_PART_SIZE_MB * 1024 * 1024,
+            "timeout": settings.BACKUP_STORAGE_TIMEOUT,
+            "retry": retry_policy(),
+        }
+    if name == "supabase":
+        return {
+            "url": settings.SUPABASE_URL,
+            "key": settings.SUPABASE_KEY,
+            "bucket": settings.SUPABASE_BUCKET_NAME,
+            "timeout": settings.BACKUP_STORAGE_TIMEOUT,
+            "retry": retry_policy(),
+        }
+    return {"root": settings.BACKUP_LOCAL_ROOT}
+
+
+def retry_policy() -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=max(1, settings.BACKUP_STORAGE_MAX_ATTEMPTS),
+        backoff_base=settings.BACKUP_STORAGE_RETRY_BACKOFF_MS / 1000,
+    )

@@ -1,0 +1,71 @@
+"""Bounded retries with exponential back-off for remote storage calls.
+
+Both remote backends retry the same way, so the policy (how many attempts, how
+long to wait) is one setting for both and is tested once: a transient failure
+(5xx, 429, a timeout, a dropped connection) is retried up to
+``BACKUP_STORAGE_MAX_ATTEMPTS`` times in all, waiting ``base * 2**n`` seconds
+(with jitter, capped) between attempts; then the last error is turned into a
+``StorageError`` by the caller's ``describe``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from apps.backups.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_DELAY = 20.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff_base: float = 0.5
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed ``attempt`` (1-based): full jitter, capped."""
+        return min(MAX_DELAY, self.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
+def with_retries(
+    operation: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    is_transient: Callable[[BaseException], bool],
+    describe: Callable[[BaseException, int], StorageError],
+    what: str,
+) -> T:
+    """Run ``operation``; retry it while it fails transiently and attempts remain.
+
+    ``describe(error, attempts)`` builds the ``StorageError`` raised at the end;
+    errors that are not transient are described at once (a wrong key is not
+    retried). ``what`` names the operation in the log (never a secret).
+    """
+    attempt = 1
+    while True:
+        try:
+            return operation()
+        except StorageError:
+            raise
+        except Exception as error:
+            if not is_transient(error) or attempt >= policy.max_attempts:
+                raise describe(error, attempt) from error
+            wait = policy.delay(attempt)
+            logger.warning(
+                "Almacenamiento: %s falló (intento %s de %s: %s); reintento en %.1f s",
+                what,
+                attempt,
+                policy.max_attempts,
+                type(error).__name__,
+                wait,
+            )
+            time.sleep(wait)
+            attempt += 1
