@@ -16,6 +16,7 @@ service-role key as ``apikey`` and ``Authorization: Bearer``: a missing key is
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -65,6 +66,7 @@ class FakeSupabaseStorage:
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> FakeSupabaseStorage:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise
         self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.port = self.server.server_port
         self.url = f"http://127.0.0.1:{self.port}"

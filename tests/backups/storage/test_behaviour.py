@@ -142,7 +142,6 @@ def test_large_object_streams_in_bounded_memory(backend, tmp_path):
     env = {
         **os.environ,
         **backend.env,
-        "PSICO_DATA_DIR": str(tmp_path / "data"),
         "BACKUP_STORAGE_TIMEOUT": "60",
         "BACKUP_S3_PART_SIZE_MB": "8",
     }

@@ -1,0 +1,39 @@
+"""A real backup through each remote backend, downloaded back through the API."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.backups.services import backup_create, backup_open_plain
+from apps.backups.storage import get_backup_storage
+from tests.backups.conftest import sha256_of
+from tests.backups.storage.conftest import backend_for
+
+
+@pytest.mark.parametrize("name", ["s3", "supabase"])
+def test_backup_create_then_download_through_the_api(committed, request, settings, age_key, name):
+    remote = backend_for(name, request, settings)
+    alfa = committed["alfa"]
+
+    record = backup_create(clinic=alfa.clinic, backup_type="manual", user=alfa.admin)
+
+    assert record.status == "succeeded" and record.is_encrypted
+    stored = {item.path: item.size for item in get_backup_storage().list("alfa/")}
+    assert stored == {record.file_path: record.stored_size, record.manifest_path: stored[record.manifest_path]}
+    assert not any(".tmp-" in key or "subida abierta" in key for key in remote.raw_keys())
+
+    response = alfa.admin_client().get(f"/api/backups/history/{record.pk}/download/")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    assert len(body) == record.file_size and sha256_of(body) == record.plain_sha256
+    assert b"CREATE TABLE alfa.payment_system_payment" in body
+
+    with backup_open_plain(record=record) as chunks:
+        assert b"".join(chunks) == body
+
+
+def test_the_api_message_names_the_remote_storage(committed, request, settings):
+    backend_for("supabase", request, settings)
+    response = committed["alfa"].admin_client().post("/api/backups/create/")
+    assert response.status_code == 201, response.content
+    assert response.json()["message"] == "Backup creado y subido a Supabase Storage exitosamente"
