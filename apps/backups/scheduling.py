@@ -87,6 +87,33 @@ def backup_due_slot(
     return None
 
 
+def backup_missed_since(
+    *,
+    schedule: str,
+    time_zone: str,
+    last_backup_at: datetime | None,
+    next_scheduled_backup: datetime | None,
+    now: datetime,
+) -> datetime | None:
+    """Since when a clinic lacks a backup its schedule asked for (start of the first
+    slot after its last good automatic backup), or None when it is up to date."""
+    due = backup_due_slot(
+        schedule=schedule,
+        time_zone=time_zone,
+        last_backup_at=last_backup_at,
+        next_scheduled_backup=next_scheduled_backup,
+        now=now,
+    )
+    if due is None:
+        return None
+    if schedule in {DAILY, WEEKLY} and last_backup_at is not None:
+        zone = clinic_zone(time_zone)
+        day = last_backup_at.astimezone(zone).date()
+        first = day + timedelta(days=1) if schedule == DAILY else week_sunday(day) + timedelta(days=7)
+        return min(local_midnight(first, zone), due.due_since)
+    return due.due_since
+
+
 def backup_next_due(
     *,
     schedule: str,

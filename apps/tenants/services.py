@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db import connection
 from django.utils import timezone
+from django_tenants.clone import CloneSchema
 
 from apps.tenants.models import Clinic, Domain
 
@@ -43,5 +45,19 @@ def clinic_create(*, schema_name: str, name: str, domain: str, time_zone: str | 
         clinic.time_zone = time_zone
     clinic.full_clean(exclude=["created_on"])
     clinic.save(verbosity=0)
+    Domain.objects.create(domain=domain, tenant=clinic, is_primary=True)
+    return clinic
+
+
+def clinic_clone(*, template: Clinic, schema_name: str, name: str, domain: str) -> Clinic:
+    """Create a clinic whose schema is a copy (tables, data, applied migrations) of
+    ``template``'s: much faster than migrating a new schema, for empty template
+    clinics (onboarding, benchmarks, tests)."""
+    connection.set_schema_to_public()
+    CloneSchema().clone_schema(template.schema_name, schema_name, "DATA")
+    clinic = Clinic(schema_name=schema_name, name=name, time_zone=template.time_zone)
+    clinic.auto_create_schema = False  # the schema exists already
+    clinic.full_clean(exclude=["created_on"])
+    clinic.save()
     Domain.objects.create(domain=domain, tenant=clinic, is_primary=True)
     return clinic

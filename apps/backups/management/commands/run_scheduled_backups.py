@@ -10,6 +10,8 @@ from apps.backups.storage import get_backup_storage
 
 class Command(BaseCommand):
     help = "Hace los backups automáticos que tocan (daily/weekly/scheduled). Pensado para un cron cada minuto."
+    # Run every minute by cron: skip the URL/admin system checks at each start.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
         parser.add_argument("--workers", type=int, default=1, help="Clínicas respaldadas a la vez (por defecto 1).")

@@ -1,0 +1,68 @@
+import json
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from apps.backups.management.commands._time import parse_now
+from apps.backups.monitoring import backup_status_list
+
+
+def _age(now, moment) -> str:
+    if moment is None:
+        return "—"
+    seconds = int((now - moment).total_seconds())
+    days, rest = divmod(max(seconds, 0), 86400)
+    return f"{days}d {rest // 3600}h" if days else f"{rest // 3600}h {rest % 3600 // 60}m"
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+
+class Command(BaseCommand):
+    help = "Estado de los backups por clínica: últimos 30 días, último backup, próximo y fallos seguidos."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Salida en JSON (para otras herramientas)."
+        )
+        parser.add_argument("--now", help="Para pruebas y operaciones: evaluar como si fuera este instante (ISO 8601).")
+
+    def handle(self, *args, as_json: bool, now: str | None, **options):
+        now = parse_now(now) or timezone.now()
+        statuses = backup_status_list(now=now)
+        if as_json:
+            self._write_json(statuses, now)
+            return
+        header = ("clínica", "esquema", "frecuencia", "backups 30d", "MB 30d", "último backup", "antigüedad",
+                  "estado", "próximo", "fallos")  # fmt: skip
+        rows = [
+            (
+                s.name,
+                s.schema_name,
+                s.backup_schedule,
+                str(s.backups_30d),
+                f"{s.bytes_30d / 1_048_576:.1f}",
+                _when(s.last_backup_at),
+                _age(now, s.last_backup_at),
+                s.last_backup_status or "—",
+                _when(s.next_due_at),
+                str(s.consecutive_failures),
+            )
+            for s in statuses
+        ]
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+    def _write_json(self, statuses, now) -> None:
+        def value(v):
+            return v.isoformat() if hasattr(v, "isoformat") else v
+
+        payload = [{key: value(v) for key, v in vars(s).items()} for s in statuses]
+        self.stdout.write(json_dumps({"generated_at": now.isoformat(), "clinics": payload}))
+
+
+def json_dumps(data) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2)

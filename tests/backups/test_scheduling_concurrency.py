@@ -1,0 +1,90 @@
+"""Several real ``manage.py run_scheduled_backups`` processes at once: one backup per clinic."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from apps.backups.models import BackupRecord
+from apps.tenants.models import Clinic, ScheduledBackupClaim
+from apps.tenants.services import clinic_clone, clinic_create
+
+CLINICS = 22
+PROCESSES = 4
+NOW = "2025-11-25T03:00:00+00:00"
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+@pytest.fixture(scope="module")
+def many_clinics(clinics, django_db_blocker):
+    """Small clinics cloned from an empty template (cloning is much faster than migrating)."""
+    with django_db_blocker.unblock():
+        template = clinic_create(schema_name="conc_template", name="Plantilla", domain="conc-template.test.localhost")
+        created = [
+            clinic_clone(
+                template=template,
+                schema_name=f"conc_{number:02d}",
+                name=f"Clínica Concurrente {number:02d}",
+                domain=f"conc-{number:02d}.test.localhost",
+            )
+            for number in range(CLINICS)
+        ]
+        Clinic.objects.filter(pk__in=[c.pk for c in created]).update(backup_schedule="daily")
+        yield created
+        connection.set_schema_to_public()
+        ScheduledBackupClaim.objects.all().delete()
+        for clinic in [*created, template]:
+            clinic.domains.all().delete()
+            clinic.delete(force_drop=True)
+
+
+def subprocess_env(tmp_path: Path) -> dict[str, str]:
+    """The same (test) database and bucket as this test, for child processes."""
+    db = settings.DATABASES["default"]
+    url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("BACKUP_", "DATABASE_URL"))}
+    return env | {
+        "DATABASE_URL": url,
+        "BACKUP_LOCAL_ROOT": str(settings.BACKUP_LOCAL_ROOT),
+        "PSICO_DATA_DIR": str(tmp_path / "data"),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def start_runs(env: dict[str, str], count: int, *args: str) -> list[subprocess.Popen]:
+    command = [sys.executable, "manage.py", "run_scheduled_backups", "--now", NOW, *args]
+    return [
+        subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+
+
+def test_overlapping_processes_back_up_each_clinic_exactly_once(many_clinics, committed, tmp_path):
+    env = subprocess_env(tmp_path)
+    runs = start_runs(env, PROCESSES - 1, "--workers", "2") + start_runs(env, 1)
+    outputs = []
+    for process in runs:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        outputs.append(out)
+
+    for clinic in many_clinics:
+        with schema_context(clinic.schema_name):
+            backups = list(BackupRecord.objects.values_list("status", "schedule_slot"))
+        assert backups == [("succeeded", "daily:2025-11-25")], clinic.schema_name
+    started = [line for out in outputs for line in out.splitlines() if line.startswith("📦")]
+    assert sorted(started) == sorted(f"📦 Iniciando backup para: {c.name}..." for c in many_clinics)
+    assert all(out.rstrip().endswith("✅ Verificación de backups finalizada.") for out in outputs)
+    claims = ScheduledBackupClaim.objects.filter(clinic__in=many_clinics)
+    assert sorted(claims.values_list("status", flat=True)) == ["succeeded"] * CLINICS
+    assert len(set(claims.values_list("worker", flat=True))) > 1  # the work was really shared
+
+    # The next minute's run finds nothing left to do.
+    [again] = start_runs(env, 1)
+    out, _ = again.communicate(timeout=120)
+    assert "📦" not in out
