@@ -1,3 +1,4 @@
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.response import Response
@@ -21,13 +22,16 @@ class BackupConfigView(APIView):
     def patch(self, request):
         clinic = request.tenant
         serializer = BackupConfigSerializer(clinic, data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
+        # A date without an offset means the clinic's own local time.
+        with timezone.override(clinic.time_zone):
+            serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         try:
             clinic_backup_config_update(
                 clinic=clinic,
                 backup_schedule=values.get("backup_schedule", clinic.backup_schedule),
                 next_scheduled_backup=values.get("next_scheduled_backup", clinic.next_scheduled_backup),
+                explicit_date="next_scheduled_backup" in values,
             )
         except ScheduleError as error:
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)

@@ -16,15 +16,23 @@ class ScheduleError(ValueError):
 
 
 def clinic_backup_config_update(
-    *, clinic: Clinic, backup_schedule: str, next_scheduled_backup: datetime | None
+    *,
+    clinic: Clinic,
+    backup_schedule: str,
+    next_scheduled_backup: datetime | None,
+    explicit_date: bool = False,
 ) -> Clinic:
     """Set a clinic's automatic backup schedule.
 
     ``scheduled`` needs a future ``next_scheduled_backup``; the other schedules
-    clear it so a stale one-off date cannot fire later.
+    clear it so a stale one-off date cannot fire later. ``explicit_date``: the
+    caller asked for that date, so it is refused (not silently dropped) with
+    another schedule.
     """
     if backup_schedule not in Clinic.BackupSchedule.values:
         raise ScheduleError(f"Frecuencia desconocida: {backup_schedule}")
+    if explicit_date and next_scheduled_backup is not None and backup_schedule != Clinic.BackupSchedule.SCHEDULED:
+        raise ScheduleError("'next_scheduled_backup' solo se usa con la frecuencia 'scheduled'.")
     if backup_schedule == Clinic.BackupSchedule.SCHEDULED:
         if next_scheduled_backup is None:
             raise ScheduleError("Un backup programado necesita 'next_scheduled_backup'.")
@@ -60,4 +68,13 @@ def clinic_clone(*, template: Clinic, schema_name: str, name: str, domain: str) 
     clinic.full_clean(exclude=["created_on"])
     clinic.save()
     Domain.objects.create(domain=domain, tenant=clinic, is_primary=True)
+    return clinic
+
+
+def clinic_time_zone_update(*, clinic: Clinic, time_zone: str) -> Clinic:
+    """Set the clinic's time zone (the platform's decision, not the clinic admin's):
+    from then on its "today" and "Sunday" for automatic backups are in this zone."""
+    clinic.time_zone = time_zone
+    clinic.full_clean(exclude=["created_on"], validate_unique=False)
+    clinic.save(update_fields=["time_zone"])
     return clinic
