@@ -12,7 +12,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord
 from apps.tenants.models import Clinic, ScheduledBackupClaim
-from apps.tenants.services import clinic_clone, clinic_create
+from apps.tenants.services import clinic_clone, clinic_create, clinic_template_dump
 
 CLINICS = 22
 PROCESSES = 4
@@ -22,12 +22,14 @@ BASE_DIR = Path(settings.BASE_DIR)
 
 @pytest.fixture(scope="module")
 def many_clinics(clinics, django_db_blocker):
-    """Small clinics cloned from an empty template (cloning is much faster than migrating)."""
+    """Small clinics copied from an empty template (much faster than migrating each)."""
     with django_db_blocker.unblock():
         template = clinic_create(schema_name="conc_template", name="Plantilla", domain="conc-template.test.localhost")
+        template_sql = clinic_template_dump(template=template)
         created = [
             clinic_clone(
                 template=template,
+                template_sql=template_sql,
                 schema_name=f"conc_{number:02d}",
                 name=f"Clínica Concurrente {number:02d}",
                 domain=f"conc-{number:02d}.test.localhost",
