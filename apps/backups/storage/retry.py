@@ -69,3 +69,26 @@ def with_retries(
             )
             time.sleep(wait)
             attempt += 1
+
+
+class RetryingCalls:
+    """For remote backends: ``self._call(what, operation)`` runs one remote call
+    under ``self.retry``. The backend says which errors are transient
+    (``_is_transient``) and how a final error reads (``_describe``)."""
+
+    retry: RetryPolicy
+
+    def _is_transient(self, error: BaseException) -> bool:
+        raise NotImplementedError
+
+    def _describe(self, error: BaseException, attempts: int, what: str) -> StorageError:
+        raise NotImplementedError
+
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        return with_retries(
+            operation,
+            policy=self.retry,
+            is_transient=self._is_transient,
+            describe=lambda error, attempts: self._describe(error, attempts, what),
+            what=what,
+        )

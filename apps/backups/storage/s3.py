@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from apps.backups.errors import StorageError
 from apps.backups.storage.base import BackupStorage, StoredObject, validate_object_path
-from apps.backups.storage.retry import RetryPolicy, with_retries
+from apps.backups.storage.retry import RetryingCalls, RetryPolicy
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 _AUTH_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken"}
@@ -29,7 +29,7 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "RequestTimeout"}
 
 
-class S3BackupStorage(BackupStorage):
+class S3BackupStorage(RetryingCalls, BackupStorage):
     label = "S3"
 
     def __init__(
@@ -97,14 +97,8 @@ class S3BackupStorage(BackupStorage):
     def _key(self, path: str) -> str:
         return self.prefix + validate_object_path(path)
 
-    def _call(self, what: str, operation):
-        return with_retries(
-            operation,
-            policy=self.retry,
-            is_transient=_is_transient,
-            describe=lambda error, attempts: self._describe(error, attempts, what),
-            what=what,
-        )
+    def _is_transient(self, error: BaseException) -> bool:
+        return _is_transient(error)
 
     def _describe(self, error: BaseException, attempts: int, what: str) -> StorageError:
         code, status = _error_code(error), _status(error)

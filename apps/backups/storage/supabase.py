@@ -29,7 +29,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from apps.backups.errors import StorageError
 from apps.backups.storage.base import CHUNK_SIZE, BackupStorage, StoredObject, validate_object_path
-from apps.backups.storage.retry import RetryPolicy, with_retries
+from apps.backups.storage.retry import RetryingCalls, RetryPolicy
 
 TEMP_PREFIX = ".tmp-"
 LIST_PAGE = 1000
@@ -39,7 +39,7 @@ AUTH_HINT = (
 )
 
 
-class SupabaseBackupStorage(BackupStorage):
+class SupabaseBackupStorage(RetryingCalls, BackupStorage):
     label = "Supabase Storage"
 
     def __init__(
@@ -82,14 +82,8 @@ class SupabaseBackupStorage(BackupStorage):
 
     # -- plumbing -----------------------------------------------------------
 
-    def _call(self, what: str, operation):
-        return with_retries(
-            operation,
-            policy=self.retry,
-            is_transient=_is_transient,
-            describe=lambda error, attempts: self._describe(error, attempts, what),
-            what=what,
-        )
+    def _is_transient(self, error: BaseException) -> bool:
+        return _is_transient(error)
 
     def _describe(self, error: BaseException, attempts: int, what: str) -> StorageError:
         status = _status(error)
