@@ -317,3 +317,64 @@ def test_restore_drill_reports_a_backup_that_does_not_match_its_manifest(committ
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(CommandError, match="no superaron"):
         call_command("restore_drill", "beta")
+
+
+def test_a_tampered_stored_object_is_refused_before_anything_runs(committed, settings):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    stored = settings.BACKUP_LOCAL_ROOT / record.file_path
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    stored.write_bytes(bytes(data))
+    change_clinic_data("alfa")
+    client = alfa.admin_client()  # logging in updates last_login: before the snapshot
+    before, schemas_before = table_hashes("alfa"), schemas()
+
+    response = client.post(RESTORE_URL, {"backup_id": record.pk}, format="json")
+
+    assert response.status_code == 500
+    assert "checksum" in response.json()["error"]
+    assert table_hashes("alfa") == before
+    assert schemas() == schemas_before
+
+
+def test_disaster_recovery_into_a_fresh_database(committed, settings, age_key, tmp_path):
+    """Everything lost but the bucket and the key: a new, empty database is
+    migrated and the clinic recovered into it by the documented commands."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+
+    from tests.support.database import scratch_database
+
+    beta = committed["beta"]
+    backup_create(clinic=beta.clinic, backup_type="manual")
+    original = table_hashes("beta", exclude_prefix="-")
+    database = django_settings.DATABASES["default"]
+    with scratch_database() as fresh:
+        url = f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{fresh}"
+        environment = os.environ | {
+            "DATABASE_URL": url,
+            "BACKUP_LOCAL_ROOT": str(settings.BACKUP_LOCAL_ROOT),
+            "BACKUP_AGE_IDENTITY_FILE": str(age_key),
+            "BACKUP_STORAGE_BACKEND": "local",
+        }
+
+        def manage(*arguments: str) -> str:
+            result = subprocess.run(
+                [sys.executable, "manage.py", *arguments], env=environment, capture_output=True, text=True, timeout=300
+            )
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+
+        manage("migrate_schemas", "--shared", "--verbosity=0")
+        assert "backup-sql-beta-" in manage("restore_clinic_from_storage", "beta", "--list")
+        manage("restore_clinic_from_storage", "beta")
+
+        recovered = table_hashes("beta", dbname=fresh, exclude_prefix="-")
+        data = {t: h for t, h in recovered.items() if not t.startswith("backups_")}
+        assert data == {t: h for t, h in original.items() if not t.startswith("backups_")}
+        assert int(recovered["backups_backuprecord"].split(":")[0]) == 1
+        assert int(recovered["backups_backuprestore"].split(":")[0]) == 1
