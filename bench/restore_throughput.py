@@ -76,7 +76,11 @@ def bare_psql_seconds(dump: Path) -> float:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
     try:
         environment = libpq_environment() | {"PGDATABASE": scratch}
-        psql = find_client("psql", min_major=0)
+        from django.db import connection
+
+        from apps.backups.pg_clients import server_major
+
+        psql = find_client("psql", min_major=server_major(connection))
         started = time.perf_counter()
         subprocess.run(
             [psql.path, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", str(dump)],

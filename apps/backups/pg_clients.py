@@ -72,11 +72,15 @@ def client_version(path: str) -> str | None:
 
 
 def find_client(program: str, *, min_major: int) -> PgClient:
-    """The first candidate ``program`` whose major version is at least ``min_major``.
+    """The candidate ``program`` of the lowest major version that is at least ``min_major``.
 
+    At least: an older client cannot read a newer server. The lowest: a plain
+    dump replays only into servers at least as new as its pg_dump (pg_dump 18
+    writes ``SET transaction_timeout``, which PostgreSQL 15 rejects), so the
+    client closest to the server keeps dumps loadable where they came from.
     Raises ``DumpError`` naming every candidate found and why each was rejected.
     """
-    seen, rejected = set(), []
+    seen, rejected, suitable = set(), [], []
     paths = [str(d / program) for d in candidate_dirs()]
     on_path = None if settings.BACKUP_PG_BIN_DIR else shutil.which(program)
     if on_path:
@@ -95,8 +99,11 @@ def find_client(program: str, *, min_major: int) -> PgClient:
             continue
         client = PgClient(path=path, version=version)
         if client.major >= min_major:
-            return client
-        rejected.append(f"{path}: versión {version} < {min_major}")
+            suitable.append(client)
+        else:
+            rejected.append(f"{path}: versión {version} < {min_major}")
+    if suitable:
+        return min(suitable, key=lambda client: client.major)  # min() keeps the first of equals
     found = "; ".join(rejected) if rejected else f"no se encontró ningún {program}"
     raise DumpError(f"No hay un {program} utilizable para PostgreSQL {min_major}: {found}.")
 

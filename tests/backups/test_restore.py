@@ -106,13 +106,13 @@ def test_tokens_issued_before_a_restore_stop_working(committed):
 
 
 def test_a_failing_psql_mid_restore_leaves_the_clinic_exactly_as_before(committed, settings, tmp_path):
-    from apps.backups.pg_clients import find_client
+    from apps.backups.pg_clients import find_client, server_major
 
     alfa = committed["alfa"]
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
     change_clinic_data("alfa")
     before, schemas_before = table_hashes("alfa"), schemas()
-    real_psql = find_client("psql", min_major=0).path
+    real_psql = find_client("psql", min_major=server_major(connection)).path
     # The dump stops short half way: psql meets an unfinished statement and fails.
     write_script(
         tmp_path / "bin",
@@ -135,13 +135,13 @@ head -c 60000 | {real_psql} "$@"
 
 
 def test_a_killed_psql_leaves_the_clinic_exactly_as_before(committed, settings, tmp_path):
-    from apps.backups.pg_clients import find_client
+    from apps.backups.pg_clients import find_client, server_major
 
     alfa = committed["alfa"]
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
     change_clinic_data("alfa")
     before = table_hashes("alfa")
-    real_psql = find_client("psql", min_major=0).path
+    real_psql = find_client("psql", min_major=server_major(connection)).path
     write_script(
         tmp_path / "bin",
         "psql",

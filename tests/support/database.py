@@ -46,7 +46,12 @@ def scratch_database() -> Iterator[str]:
 
 def psql_load(dump: bytes, dbname: str) -> None:
     """Replay a plain SQL dump with psql, in one transaction, stopping at the first error."""
-    psql = find_client("psql", min_major=int(find_client("pg_dump", min_major=0).major))
+    from django.db import connection
+
+    from apps.backups.pg_clients import server_major
+
+    # The dump came from the pg_dump chosen for this server: the same rule picks its psql.
+    psql = find_client("psql", min_major=server_major(connection))
     params = libpq_params() | {"dbname": dbname}
     env = {
         "PGHOST": params.get("host", ""),
