@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import io
 import json
 import subprocess
 import threading
@@ -55,7 +56,7 @@ class PgDumpOutput:
 
 
 def _drain(stream: BinaryIO, tail: collections.deque) -> None:
-    for line in iter(stream.readline, b""):
+    for line in iter(io.BufferedReader(stream).readline, b""):
         tail.append(line.decode("utf-8", "replace"))
 
 
@@ -90,6 +91,7 @@ def pg_dump_stream(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=libpq_environment(),
+            bufsize=0,  # unbuffered stdout: one read() is one syscall and no extra copy
         )
     except OSError as error:
         raise DumpError(f"No se pudo ejecutar pg_dump ({client.path}): {error.strerror}") from None
