@@ -10,7 +10,7 @@ Why not TUS (resumable) uploads: README, "Storage backends".
 
 Reading streams the authenticated object endpoint with httpx (the client's
 ``download`` returns the whole object as ``bytes``). Nothing is made public:
-there is no ``get_public_url`` here, and the bucket must be private.
+no public URL is ever asked for, and the bucket must be private.
 """
 
 from __future__ import annotations
