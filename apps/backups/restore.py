@@ -159,8 +159,7 @@ def swap_in(
             restore.status = BackupRestore.Status.SUCCEEDED
             restore.finished_at = timezone.now()
             if restore.backup_id and not BackupRecord.objects.filter(pk=restore.backup_id).exists():
-                restore.backup = None
-            restore.pk = None
+                restore.backup = None  # disaster recovery: the record comes back with the history rebuild
             restore.save(force_insert=True)
     ContentType.objects.clear_cache()
     return restore
