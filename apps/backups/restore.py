@@ -97,23 +97,14 @@ def incoming_load_json(*, incoming: str, source: DumpSource) -> None:
     _incoming_create_and_migrate(incoming)
     with schema_context(incoming), transaction.atomic():
         try:
-            objects = serializers.deserialize("json", _JoinedStream(source.chunks), ignorenonexistent=False)
+            # Django's JSON deserializer reads the whole document anyway.
+            text = b"".join(source.chunks).decode("utf-8")
+            objects = serializers.deserialize("json", text, ignorenonexistent=False)
             for obj in objects:
                 obj.save()
         except serializers.base.DeserializationError as error:
             raise RestoreError(f"El JSON del backup no se puede cargar: {error}") from None
         _sequences_reset()
-
-
-class _JoinedStream:
-    """A text stream over byte chunks, for Django's JSON deserializer."""
-
-    def __init__(self, chunks: Iterable[bytes]):
-        self._data = b"".join(chunks).decode("utf-8")
-
-    def read(self, *args) -> str:
-        data, self._data = self._data, ""
-        return data
 
 
 def _incoming_create_and_migrate(incoming: str) -> None:
