@@ -49,7 +49,6 @@ def bundled_bin_dir(major: int = POSTGRES_MAJOR) -> Path:
 def database_settings(data_dir: Path, port: int) -> dict:
     """Make sure the embedded server runs and return Django's DATABASES entry for it."""
     port = ensure_running(data_dir, port)
-    ensure_database(port)
     return {
         "NAME": DATABASE_NAME,
         "USER": SUPERUSER,
@@ -60,7 +59,10 @@ def database_settings(data_dir: Path, port: int) -> dict:
 
 
 def ensure_running(data_dir: Path, port: int) -> int:
-    """Start the server if needed; return the port it listens on."""
+    """Start the server (and create the project database) if needed; return its port.
+
+    A server already running was set up by whoever started it, so the common
+    case costs one read of postmaster.pid and no subprocess."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(data_dir.parent / "postgres.lock"):
@@ -74,6 +76,7 @@ def ensure_running(data_dir: Path, port: int) -> int:
         if not (data_dir / "PG_VERSION").exists():
             _initdb(data_dir, run_as)
         _start(data_dir, port, run_as)
+        ensure_database(port)  # under the lock: others see the server only with its database
         return port
 
 
