@@ -13,6 +13,14 @@ def stored_files(root: Path) -> list[Path]:
     return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
 
 
+def stored_object_tamper(root: Path, record, *, at: float) -> None:
+    """Flip one bit of a stored backup object, ``at`` (0–1) of the way through it."""
+    stored = root / record.file_path
+    data = bytearray(stored.read_bytes())
+    data[int(len(data) * at)] ^= 0x01
+    stored.write_bytes(bytes(data))
+
+
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

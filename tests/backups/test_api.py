@@ -5,7 +5,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupDownload, BackupRecord
 from apps.backups.services import backup_create, backup_open_plain
-from tests.backups.conftest import sha256_of, stored_files
+from tests.backups.conftest import sha256_of, stored_files, stored_object_tamper
 
 CREATE_URL = "/api/backups/create/"
 HISTORY_URL = "/api/backups/history/"
@@ -98,10 +98,7 @@ def test_download_streams_the_verified_plain_file_and_records_who(committed, set
 def test_download_of_a_tampered_object_is_refused(committed, settings):
     alfa = committed["alfa"]
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
-    stored = settings.BACKUP_LOCAL_ROOT / record.file_path
-    data = bytearray(stored.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    stored.write_bytes(bytes(data))
+    stored_object_tamper(settings.BACKUP_LOCAL_ROOT, record, at=1 / 2)
 
     response = alfa.admin_client().get(download_url(record.pk))
     assert response.status_code == 500

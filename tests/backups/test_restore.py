@@ -16,7 +16,7 @@ from apps.clinical_history.models import SessionNote
 from apps.payment_system.models import Payment
 from apps.professionals.models import Professional
 from apps.tenants.services import clinic_create
-from tests.backups.conftest import write_script
+from tests.backups.conftest import stored_object_tamper, write_script
 from tests.support.database import table_hashes
 
 RESTORE_URL = "/api/backups/restore/"
@@ -322,10 +322,7 @@ def test_restore_drill_reports_a_backup_that_does_not_match_its_manifest(committ
 def test_a_tampered_stored_object_is_refused_before_anything_runs(committed, settings):
     alfa = committed["alfa"]
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
-    stored = settings.BACKUP_LOCAL_ROOT / record.file_path
-    data = bytearray(stored.read_bytes())
-    data[len(data) // 3] ^= 0x01
-    stored.write_bytes(bytes(data))
+    stored_object_tamper(settings.BACKUP_LOCAL_ROOT, record, at=1 / 3)
     change_clinic_data("alfa")
     client = alfa.admin_client()  # logging in updates last_login: before the snapshot
     before, schemas_before = table_hashes("alfa"), schemas()
