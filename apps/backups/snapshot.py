@@ -8,6 +8,7 @@ SNAPSHOT``) read exactly what the manifest's row counts were taken from.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -28,27 +29,44 @@ class SchemaSnapshot:
 
 @contextmanager
 def schema_snapshot(schema_name: str) -> Iterator[SchemaSnapshot]:
+    """The exported snapshot, for the block to dump from.
+
+    The row counts and applied migrations are read on the snapshot's own
+    connection while the block runs: the counts scan every table (~0.1 s for a
+    435 MB clinic), and the snapshot makes them the same whenever they are taken.
+    They are filled in when the block ends normally; a failure to read them fails it.
+    """
     validate_schema_name(schema_name)
     try:
         connection = psycopg.connect(**libpq_params(), autocommit=True)
     except psycopg.OperationalError as error:
         raise DumpError(f"No se puede conectar a la base de datos: {str(error).strip()}") from None
-    with connection, connection.cursor() as cursor:
+    with connection, connection.cursor() as cursor, ThreadPoolExecutor(max_workers=1) as reader:
         cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cursor.execute("SELECT pg_export_snapshot()")
         snapshot = SchemaSnapshot(snapshot_id=cursor.fetchone()[0])
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", [schema_name])
-        for (table,) in cursor.fetchall():
-            cursor.execute(
-                sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema_name), sql.Identifier(table))
-            )
-            snapshot.row_counts[table] = cursor.fetchone()[0]
-        if "django_migrations" in snapshot.row_counts:
-            cursor.execute(
-                sql.SQL("SELECT app, name FROM {}.django_migrations ORDER BY id").format(sql.Identifier(schema_name))
-            )
-            snapshot.migrations = [list(row) for row in cursor.fetchall()]
+        contents = reader.submit(_contents_read, cursor, schema_name, snapshot)
         try:
             yield snapshot
+        except BaseException:
+            contents.exception()  # wait: the connection is still in use
+            raise
+        else:
+            try:
+                contents.result()
+            except psycopg.Error as error:
+                raise DumpError(f"No se pudieron contar las filas de {schema_name}: {str(error).strip()}") from None
         finally:
             cursor.execute("ROLLBACK")
+
+
+def _contents_read(cursor: psycopg.Cursor, schema_name: str, snapshot: SchemaSnapshot) -> None:
+    cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", [schema_name])
+    for (table,) in cursor.fetchall():
+        cursor.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema_name), sql.Identifier(table)))
+        snapshot.row_counts[table] = cursor.fetchone()[0]
+    if "django_migrations" in snapshot.row_counts:
+        cursor.execute(
+            sql.SQL("SELECT app, name FROM {}.django_migrations ORDER BY id").format(sql.Identifier(schema_name))
+        )
+        snapshot.migrations = [list(row) for row in cursor.fetchall()]

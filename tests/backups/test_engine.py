@@ -5,11 +5,13 @@ import subprocess
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django_tenants.utils import schema_context
 
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
 from apps.backups.services import backup_create, backup_open_plain
+from apps.backups.snapshot import schema_snapshot
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_create
 from tests.backups.conftest import sha256_of, stored_files, write_script
@@ -60,6 +62,19 @@ def test_manifest_describes_the_backup_and_matches_the_stored_object(committed, 
     actual_counts = {table: int(value.split(":")[0]) for table, value in table_hashes("alfa").items()}
     assert {t: c for t, c in manifest["row_counts"].items() if not t.startswith("backups_")} == actual_counts
     assert record.duration is not None and record.finished_at is not None
+
+
+def test_row_counts_are_those_of_the_snapshot_though_read_while_the_dump_runs(committed):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM alfa.auth_group")
+        (before,) = cursor.fetchone()
+        try:
+            with schema_snapshot("alfa") as snapshot:
+                cursor.execute("INSERT INTO alfa.auth_group (name) VALUES ('creado durante el backup')")
+            assert snapshot.row_counts["auth_group"] == before
+            assert ["clinical_history", "0001_initial"] in snapshot.migrations
+        finally:
+            cursor.execute("DELETE FROM alfa.auth_group WHERE name = 'creado durante el backup'")
 
 
 def test_json_fallback_without_pg_dump_succeeds_and_loads_back(committed, settings, tmp_path):
