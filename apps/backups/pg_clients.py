@@ -61,12 +61,35 @@ def _dir_major(path: str) -> int:
 
 
 def client_version(path: str) -> str | None:
+    return client_versions([path])[path]
+
+
+def client_versions(paths: list[str]) -> dict[str, str | None]:
+    """``<binary> --version`` of each path (``None`` where it does not run), all at once:
+    each start costs tens of milliseconds, and a backup looks at several binaries."""
+    running = {}
+    for path in paths:
+        try:
+            running[path] = subprocess.Popen(
+                [path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+        except OSError:
+            running[path] = None
+    versions = {}
+    for path, process in running.items():
+        versions[path] = _version_read(process) if process else None
+    return versions
+
+
+def _version_read(process: subprocess.Popen) -> str | None:
     try:
-        result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-    except OSError:
+        output, _ = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
         return None
-    match = _VERSION_RE.search(result.stdout)
-    if result.returncode != 0 or not match:
+    match = _VERSION_RE.search(output)
+    if process.returncode != 0 or not match:
         return None
     return f"{match.group(1)}.{match.group(2) or 0}"
 
@@ -80,20 +103,20 @@ def find_client(program: str, *, min_major: int) -> PgClient:
     client closest to the server keeps dumps loadable where they came from.
     Raises ``DumpError`` naming every candidate found and why each was rejected.
     """
-    seen, rejected, suitable = set(), [], []
+    rejected, suitable = [], []
     paths = [str(d / program) for d in candidate_dirs()]
     on_path = None if settings.BACKUP_PG_BIN_DIR else shutil.which(program)
     if on_path:
         paths.append(on_path)
+    existing = {}  # resolved path -> first path naming it, in order of preference
     for path in paths:
-        resolved = str(Path(path).resolve())
-        if resolved in seen:
-            continue
         if not Path(path).is_file():
             rejected.append(f"{path}: no existe")
-            continue
-        seen.add(resolved)
-        version = client_version(path)
+        else:
+            existing.setdefault(str(Path(path).resolve()), path)
+    versions = client_versions(list(existing.values()))
+    for path in existing.values():
+        version = versions[path]
         if version is None:
             rejected.append(f"{path}: no se pudo ejecutar")
             continue
