@@ -4,9 +4,9 @@ A dump must be taken with a pg_dump whose major version is at least the
 server's, and replayed with a psql at least as new as the pg_dump that wrote it
 (newer dumps carry ``\\restrict`` lines older psql rejects). Candidates, in
 order: the embedded PostgreSQL's bundled binaries, ``/usr/lib/postgresql/*/bin``
-(newest first), then ``PATH``. ``BACKUP_PG_BIN_DIR``, when set, is the only
-place looked at: an operator who names a folder gets that folder or an error,
-never a silently different binary.
+(newest first), then ``PATH`` when none of those fits. ``BACKUP_PG_BIN_DIR``,
+when set, is the only place looked at: an operator who names a folder gets
+that folder or an error, never a silently different binary.
 """
 
 from __future__ import annotations
@@ -101,34 +101,43 @@ def find_client(program: str, *, min_major: int) -> PgClient:
     dump replays only into servers at least as new as its pg_dump (pg_dump 18
     writes ``SET transaction_timeout``, which PostgreSQL 15 rejects), so the
     client closest to the server keeps dumps loadable where they came from.
+    ``PATH`` is the last resort, asked only when no folder has one that fits
+    (on Debian it is a Perl wrapper that takes longer to answer than pg_dump).
     Raises ``DumpError`` naming every candidate found and why each was rejected.
     """
-    rejected, suitable = [], []
-    paths = [str(d / program) for d in candidate_dirs()]
+    rejected, seen = [], set()
+    suitable = _suitable_clients([str(d / program) for d in candidate_dirs()], min_major, rejected, seen)
     on_path = None if settings.BACKUP_PG_BIN_DIR else shutil.which(program)
-    if on_path:
-        paths.append(on_path)
-    existing = {}  # resolved path -> first path naming it, in order of preference
-    for path in paths:
-        if not Path(path).is_file():
-            rejected.append(f"{path}: no existe")
-        else:
-            existing.setdefault(str(Path(path).resolve()), path)
-    versions = client_versions(list(existing.values()))
-    for path in existing.values():
-        version = versions[path]
-        if version is None:
-            rejected.append(f"{path}: no se pudo ejecutar")
-            continue
-        client = PgClient(path=path, version=version)
-        if client.major >= min_major:
-            suitable.append(client)
-        else:
-            rejected.append(f"{path}: versión {version} < {min_major}")
+    if not suitable and on_path:
+        suitable = _suitable_clients([on_path], min_major, rejected, seen)
     if suitable:
         return min(suitable, key=lambda client: client.major)  # min() keeps the first of equals
     found = "; ".join(rejected) if rejected else f"no se encontró ningún {program}"
     raise DumpError(f"No hay un {program} utilizable para PostgreSQL {min_major}: {found}.")
+
+
+def _suitable_clients(paths: list[str], min_major: int, rejected: list[str], seen: set[str]) -> list[PgClient]:
+    """The clients among ``paths`` new enough for ``min_major``; why the others
+    are not is appended to ``rejected``. ``seen`` skips a binary met under another name."""
+    existing = []
+    for path in paths:
+        resolved = str(Path(path).resolve())
+        if not Path(path).is_file():
+            rejected.append(f"{path}: no existe")
+        elif resolved not in seen:
+            seen.add(resolved)
+            existing.append(path)
+    versions = client_versions(existing)
+    suitable = []
+    for path in existing:
+        version = versions[path]
+        if version is None:
+            rejected.append(f"{path}: no se pudo ejecutar")
+        elif int(version.split(".")[0]) < min_major:
+            rejected.append(f"{path}: versión {version} < {min_major}")
+        else:
+            suitable.append(PgClient(path=path, version=version))
+    return suitable
 
 
 def server_major(connection) -> int:

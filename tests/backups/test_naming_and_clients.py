@@ -1,3 +1,4 @@
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -50,3 +51,14 @@ def test_no_usable_pg_dump_names_every_candidate_and_why(settings, tmp_path):
     with pytest.raises(DumpError) as error:
         find_client("pg_dump", min_major=15)
     assert f"{tmp_path}/pg_dump: versión 12.1 < 15" in str(error.value)
+
+
+def test_path_is_asked_only_when_no_folder_has_a_pg_dump_that_fits(settings, tmp_path, monkeypatch):
+    write_script(tmp_path, "pg_dump", 'echo "pg_dump (PostgreSQL) 99.1"\n')
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+    assert find_client("pg_dump", min_major=99).path == str(tmp_path / "pg_dump")
+    assert find_client("pg_dump", min_major=15).path != str(tmp_path / "pg_dump")
+    with pytest.raises(DumpError) as error:
+        find_client("pg_dump", min_major=100)
+    assert f"{tmp_path}/pg_dump: versión 99.1 < 100" in str(error.value)
