@@ -17,7 +17,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 
 from apps.backups.errors import DumpError
 from apps.backups.naming import validate_schema_name
@@ -117,8 +117,16 @@ def json_models() -> list:
 
 def json_dump_chunks(*, schema_name: str, snapshot_id: str | None, batch_size: int = 1000) -> Iterator[bytes]:
     """The clinic data apps as one JSON array (``loaddata``-compatible), produced
-    batch by batch inside one REPEATABLE READ transaction on its own connection."""
+    batch by batch inside one REPEATABLE READ transaction on its own connection.
+    A database failure (the snapshot gone, the connection lost) is a ``DumpError``."""
     validate_schema_name(schema_name)
+    try:
+        yield from _json_chunks(schema_name, snapshot_id, batch_size)
+    except DatabaseError as error:
+        raise DumpError(f"No se pudo exportar {schema_name} en JSON: {str(error).strip()}") from None
+
+
+def _json_chunks(schema_name: str, snapshot_id: str | None, batch_size: int) -> Iterator[bytes]:
     python_serializer = serializers.get_serializer("python")
     reader = connections[READER_ALIAS]
     # The reader connection is ours alone: switch its schema here, restore it below.

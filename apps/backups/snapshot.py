@@ -19,6 +19,8 @@ from apps.backups.errors import DumpError
 from apps.backups.naming import validate_schema_name
 from apps.backups.pg_clients import libpq_params
 
+APPLICATION_NAME = "psicoadmin-backup-snapshot"  # how operators spot it in pg_stat_activity
+
 
 @dataclass
 class SchemaSnapshot:
@@ -38,7 +40,7 @@ def schema_snapshot(schema_name: str) -> Iterator[SchemaSnapshot]:
     """
     validate_schema_name(schema_name)
     try:
-        connection = psycopg.connect(**libpq_params(), autocommit=True)
+        connection = psycopg.connect(**libpq_params(), autocommit=True, application_name=APPLICATION_NAME)
     except psycopg.OperationalError as error:
         raise DumpError(f"No se puede conectar a la base de datos: {str(error).strip()}") from None
     with connection, connection.cursor() as cursor, ThreadPoolExecutor(max_workers=1) as reader:
@@ -57,7 +59,14 @@ def schema_snapshot(schema_name: str) -> Iterator[SchemaSnapshot]:
             except psycopg.Error as error:
                 raise DumpError(f"No se pudieron contar las filas de {schema_name}: {str(error).strip()}") from None
         finally:
-            cursor.execute("ROLLBACK")
+            _transaction_end(cursor)
+
+
+def _transaction_end(cursor: psycopg.Cursor) -> None:
+    try:
+        cursor.execute("ROLLBACK")
+    except psycopg.OperationalError:
+        pass  # the connection is gone, and the server ended the transaction with it
 
 
 def _contents_read(cursor: psycopg.Cursor, schema_name: str, snapshot: SchemaSnapshot) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -11,7 +12,7 @@ from django_tenants.utils import schema_context
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
 from apps.backups.services import backup_create, backup_open_plain
-from apps.backups.snapshot import schema_snapshot
+from apps.backups.snapshot import APPLICATION_NAME, schema_snapshot
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_create
 from tests.backups.conftest import sha256_of, stored_files, write_script
@@ -173,6 +174,28 @@ kill -KILL $$
     with pytest.raises(BackupError, match="señal 9"):
         backup_create(clinic=clinic, backup_type="manual")
     assert_failed_and_nothing_stored(clinic, settings.BACKUP_LOCAL_ROOT, "pg_dump falló")
+
+
+def test_losing_the_snapshot_connection_fails_the_backup_with_a_clear_message(
+    committed, settings, tmp_path, real_pg_dump
+):
+    psql = Path(real_pg_dump).with_name("psql")
+    write_script(
+        tmp_path / "bin",
+        "pg_dump",
+        f"""
+if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
+{psql} -X -q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = '{APPLICATION_NAME}' AND datname = current_database()" >/dev/null
+exec {real_pg_dump} "$@"
+""",  # noqa: S608 (a test's shell script; every value in it is ours)
+    )
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
+    clinic = committed["alfa"].clinic
+    with pytest.raises(BackupError, match="No se pudo exportar alfa en JSON"):
+        backup_create(clinic=clinic, backup_type="manual")
+    record = assert_failed_and_nothing_stored(clinic, settings.BACKUP_LOCAL_ROOT, "snapshot")
+    assert "pg_dump falló" in record.fallback_reason  # the first attempt, kept for the operator
 
 
 def test_storage_refusing_the_write_leaves_a_failed_record(committed, settings, tmp_path):
