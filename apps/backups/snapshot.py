@@ -36,7 +36,7 @@ def schema_snapshot(schema_name: str) -> Iterator[SchemaSnapshot]:
     The row counts and applied migrations are read on the snapshot's own
     connection while the block runs: the counts scan every table (~0.1 s for a
     435 MB clinic), and the snapshot makes them the same whenever they are taken.
-    They are filled in when the block ends normally; a failure to read them fails it.
+    They are complete once the block has ended normally; a failure to read them fails it.
     """
     validate_schema_name(schema_name)
     try:
