@@ -59,6 +59,13 @@ class BackupRecord(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = "backup"
         verbose_name_plural = "backups"
+        constraints = [
+            # Two backups started in the same second must not share a name: the
+            # second would overwrite the first's object. Unnamed (running) rows are exempt.
+            models.UniqueConstraint(
+                fields=["file_name"], condition=~models.Q(file_name=""), name="backup_file_name_unique"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.file_name

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -138,7 +138,11 @@ def _store(record: BackupRecord, schema_name: str, fmt: str, source, *, storage,
 
 
 def _assign_file_name(record: BackupRecord, schema_name: str, storage: BackupStorage) -> None:
-    """The guide's name, made unique within the clinic (two backups in one second get ``-2``)."""
+    """The guide's name, made unique within the clinic (two backups in one second get ``-2``).
+
+    The database claims it: the unique constraint on ``file_name`` decides
+    between backups racing for the same name, and the loser tries the next one.
+    """
     encrypted = bool(record.encryption)
     with schema_context(schema_name):
         for sequence in range(1, 100):
@@ -150,14 +154,18 @@ def _assign_file_name(record: BackupRecord, schema_name: str, storage: BackupSto
                 sequence=sequence,
             )
             path = object_path(schema_name, stored_object_name(name, encrypted=encrypted))
-            taken = BackupRecord.objects.filter(file_name=name).exclude(pk=record.pk).exists()
-            if not taken and not storage.exists(path):
-                record.file_name, record.file_path = name, path
-                record.manifest_path = manifest_path_for(name, schema_name)
-                BackupRecord.objects.filter(pk=record.pk).update(
-                    file_name=name, file_path=path, format=record.format, manifest_path=record.manifest_path
-                )
-                return
+            if storage.exists(path):
+                continue  # an object without a record (e.g. before a history rebuild)
+            manifest_path = manifest_path_for(name, schema_name)
+            try:
+                with transaction.atomic():
+                    BackupRecord.objects.filter(pk=record.pk).update(
+                        file_name=name, file_path=path, format=record.format, manifest_path=manifest_path
+                    )
+            except IntegrityError:
+                continue  # another backup of this clinic holds the name
+            record.file_name, record.file_path, record.manifest_path = name, path, manifest_path
+            return
     raise BackupError(f"No hay un nombre libre para el backup de {schema_name}.")
 
 

@@ -2,6 +2,8 @@
 
 import json
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -248,6 +250,30 @@ def test_two_backups_in_the_same_second_get_distinct_names(committed):
     second = backup_create(clinic=clinic, backup_type="manual")
     assert first.file_name != second.file_name
     assert first.file_path != second.file_path
+
+
+def test_backups_started_together_each_keep_their_own_object(committed):
+    """Several workers at once on one clinic (a double-clicked button, the API and
+    the scheduler): every backup gets its own name, and every one downloads intact."""
+    clinic = committed["beta"].clinic
+    start = threading.Barrier(4)
+
+    def backup_in_own_connection() -> int:
+        try:
+            start.wait()
+            return backup_create(clinic=clinic, backup_type="manual").pk
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = list(pool.map(lambda _: backup_in_own_connection(), range(4)))
+
+    with schema_context("beta"):
+        records = list(BackupRecord.objects.filter(pk__in=ids))
+    assert len({record.file_name for record in records}) == len({record.file_path for record in records}) == 4
+    for record in records:
+        assert record.status == "succeeded"
+        assert sha256_of(plain_dump(record)) == record.plain_sha256
 
 
 def test_a_crashed_backup_is_marked_failed_and_its_leftovers_removed_by_the_next(committed, settings):
