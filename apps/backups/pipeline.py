@@ -134,13 +134,20 @@ def open_plain(
 
 
 def _plain_chunks(compressed: BinaryIO, plain_sha256: str, decrypting: _DecryptingPipe | None) -> Iterator[bytes]:
+    """The last chunk is held back until the checks pass: whoever reads (a
+    download, psql) never gets the whole of a stream that turns out wrong."""
     plain = MeasuringReader(zstandard.ZstdDecompressor().stream_reader(compressed, read_size=CHUNK_SIZE))
+    held = b""
     try:
         while chunk := plain.read(CHUNK_SIZE):
-            yield chunk
+            if held:
+                yield held
+            held = chunk
     except zstandard.ZstdError as error:
         raise IntegrityError(f"El backup está dañado (zstd): {error}") from None
     if decrypting and decrypting.error:
         raise EncryptionError(f"No se pudo descifrar el backup: {decrypting.error}")
     if plain.sha256.hexdigest() != plain_sha256:
         raise IntegrityError("El contenido descomprimido no coincide con su checksum.")
+    if held:
+        yield held

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from django.http import StreamingHttpResponse
@@ -14,29 +15,37 @@ CONTENT_TYPES = {"sql": "application/sql", "json": "application/json"}
 
 class _ClosingChunks:
     """Iterates the chunks; Django calls ``close()`` when the response ends,
-    even if it was never iterated, which releases the storage stream."""
+    even if it was never iterated, which releases the storage stream.
+    ``on_send`` runs once, just before the first byte leaves."""
 
-    def __init__(self, stack: ExitStack, chunks):
+    def __init__(self, stack: ExitStack, chunks, on_send: Callable[[], None] | None):
         self._stack = stack
         self._chunks = chunks
+        self._on_send = on_send
 
     def __iter__(self):
-        return iter(self._chunks)
+        for chunk in self._chunks:
+            if self._on_send:
+                self._on_send()
+                self._on_send = None
+            yield chunk
 
     def close(self) -> None:
         self._stack.close()
 
 
-def backup_file_response(record: BackupRecord) -> StreamingHttpResponse:
+def backup_file_response(record: BackupRecord, *, on_send: Callable[[], None] | None = None) -> StreamingHttpResponse:
     """The ``.sql``/``.json`` under the guide's name. The stored checksum is
-    verified before the response starts; the plain one as it streams."""
+    verified before the response starts; the plain one as it streams, the last
+    chunk held back until it matches (a client never gets a complete file that
+    is wrong: the transfer breaks short of Content-Length)."""
     stack = ExitStack()
     try:
         chunks = stack.enter_context(backup_open_plain(record=record))
     except BaseException:
         stack.close()
         raise
-    response = StreamingHttpResponse(_ClosingChunks(stack, chunks), content_type=CONTENT_TYPES[record.format])
+    response = StreamingHttpResponse(_ClosingChunks(stack, chunks, on_send), content_type=CONTENT_TYPES[record.format])
     response["Content-Disposition"] = f'attachment; filename="{record.file_name}"'
     response["Content-Length"] = str(record.file_size)
     response["Cache-Control"] = "no-store"

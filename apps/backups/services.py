@@ -228,7 +228,11 @@ def backup_open_plain(*, record: BackupRecord) -> Iterator[Iterator[bytes]]:
         yield chunks
 
 
-def backup_download_record(*, record: BackupRecord, user, ip_address: str | None, user_agent: str) -> BackupDownload:
-    return BackupDownload.objects.create(
-        backup=record, user=user, ip_address=ip_address or None, user_agent=user_agent[:255]
-    )
+def backup_download_record(
+    *, clinic, record: BackupRecord, user, ip_address: str | None, user_agent: str
+) -> BackupDownload:
+    # In the clinic's schema explicitly: this runs while the response streams.
+    with schema_context(clinic.schema_name):
+        return BackupDownload.objects.create(
+            backup=record, user=user, ip_address=ip_address or None, user_agent=user_agent[:255]
+        )

@@ -38,13 +38,19 @@ def _download_requested(request) -> bool:
 
 
 def _send_file(request, record: BackupRecord):
-    backup_download_record(
-        record=record,
-        user=request.user,
-        ip_address=request.META.get("REMOTE_ADDR"),
-        user_agent=request.META.get("HTTP_USER_AGENT", ""),
-    )
-    return backup_file_response(record)
+    """The file, recorded as downloaded when its first byte is sent (not for HEAD,
+    nor when the stored object fails its check and nothing is sent)."""
+
+    def download_record() -> None:
+        backup_download_record(
+            clinic=request.tenant,
+            record=record,
+            user=request.user,
+            ip_address=request.META.get("REMOTE_ADDR"),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
+
+    return backup_file_response(record, on_send=None if request.method == "HEAD" else download_record)
 
 
 class CreateBackupView(APIView):

@@ -3,6 +3,7 @@
 import pytest
 from django_tenants.utils import schema_context
 
+from apps.backups.errors import IntegrityError
 from apps.backups.models import BackupDownload, BackupRecord
 from apps.backups.services import backup_create, backup_open_plain
 from tests.backups.conftest import sha256_of, stored_files, stored_object_tamper
@@ -103,6 +104,36 @@ def test_download_of_a_tampered_object_is_refused(committed, settings):
     response = alfa.admin_client().get(download_url(record.pk))
     assert response.status_code == 500
     assert "checksum" in response.json()["error"]
+    with schema_context("alfa"):
+        assert not BackupDownload.objects.exists()  # nothing was sent, so nothing was downloaded
+
+
+def test_a_download_whose_content_fails_its_checksum_never_completes(committed):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    with schema_context("alfa"):
+        BackupRecord.objects.filter(pk=record.pk).update(plain_sha256="0" * 64)
+
+    response = alfa.admin_client().get(download_url(record.pk))
+    received = bytearray()
+    with pytest.raises(IntegrityError):
+        for chunk in response.streaming_content:
+            received += chunk
+    assert 0 < len(received) < record.file_size  # the transfer breaks short of Content-Length
+    with schema_context("alfa"):
+        assert BackupDownload.objects.filter(backup=record).count() == 1  # bytes did leave: recorded
+
+
+def test_head_of_a_download_sends_headers_only_and_records_nothing(committed):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+
+    response = alfa.admin_client().head(download_url(record.pk))
+    assert response.status_code == 200
+    assert int(response["Content-Length"]) == record.file_size
+    assert f'filename="{record.file_name}"' in response["Content-Disposition"]
+    with schema_context("alfa"):
+        assert not BackupDownload.objects.exists()
 
 
 def test_download_of_a_failed_backup_answers_409(committed):
