@@ -9,3 +9,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/backups/", backup_health, name="backup_health"),
 ]
+
+handler400 = "config.api_errors.bad_request"
+handler403 = "config.api_errors.permission_denied"
+handler404 = "config.api_errors.not_found"
+handler500 = "config.api_errors.server_error"

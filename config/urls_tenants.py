@@ -11,3 +11,8 @@ urlpatterns = [
     path("api/backups/", include("apps.backups.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
+
+handler400 = "config.api_errors.bad_request"
+handler403 = "config.api_errors.permission_denied"
+handler404 = "config.api_errors.not_found"
+handler500 = "config.api_errors.server_error"

@@ -171,6 +171,39 @@ def test_unauthenticated_401_and_non_admin_403(committed, method, url):
         assert not BackupRecord.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("url", "body", "content_type", "status"),
+    [
+        (CREATE_URL, "{no es json", "application/json", 400),
+        (CREATE_URL, '{"download": true}', "application/json", 400),
+        (CREATE_URL, "download=true", "application/x-www-form-urlencoded", 415),
+        (CREATE_URL + "?download=quizas", "", "application/json", 400),
+    ],
+)
+def test_create_with_bad_input_answers_4xx_and_makes_no_backup(committed, url, body, content_type, status):
+    alfa = committed["alfa"]
+    response = alfa.admin_client().generic("POST", url, body, content_type=content_type)
+    assert response.status_code == status
+    assert response.json()
+    with schema_context("alfa"):
+        assert not BackupRecord.objects.exists()
+
+
+@pytest.mark.parametrize("backup_id", ["abc", "-1", "1.5", "0", "99999999999999999999"])
+def test_download_of_an_id_that_does_not_exist_answers_json_404(committed, backup_id):
+    response = committed["alfa"].admin_client().get(f"/api/backups/history/{backup_id}/download/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json" and "error" in response.json()
+
+
+def test_a_request_too_large_to_parse_answers_json_400(committed, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    query = "&".join(f"k{number}=v" for number in range(20))
+    response = committed["alfa"].admin_client().get(f"{HISTORY_URL}?{query}")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json" and "error" in response.json()
+
+
 def test_openapi_schema_describes_the_backup_endpoints(committed):
     response = committed["alfa"].client().get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
