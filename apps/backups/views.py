@@ -9,6 +9,7 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,10 +32,14 @@ logger = logging.getLogger(__name__)
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
 RESTORED_MESSAGE = "Clínica restaurada correctamente. Las sesiones anteriores se cerraron: vuelve a iniciar sesión."
 TRUE_VALUES = {"1", "true", "yes", "si", "sí"}
+FALSE_VALUES = {"", "0", "false", "no"}
 
 
 def _download_requested(request) -> bool:
-    return request.query_params.get("download", "").strip().lower() in TRUE_VALUES
+    value = request.query_params.get("download", "").strip().lower()
+    if value not in TRUE_VALUES | FALSE_VALUES:
+        raise ValidationError({"download": "Usa download=true o download=false."})
+    return value in TRUE_VALUES
 
 
 def _send_file(request, record: BackupRecord):
@@ -57,6 +62,7 @@ class CreateBackupView(APIView):
     """Make a manual backup of this clinic now."""
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         request=None,
@@ -64,10 +70,14 @@ class CreateBackupView(APIView):
         responses={201: BackupCreatedSerializer, (200, "application/sql"): FILE_RESPONSE},
     )
     def post(self, request):
+        # Checked before any work: malformed JSON is a 400, another media type a 415.
+        if request.data:
+            raise ValidationError({"error": "Esta petición no lleva datos en el cuerpo."})
+        download = _download_requested(request)
         record = backup_create(
             clinic=request.tenant, backup_type="manual", user=request.user, max_size=settings.MAX_BACKUP_SIZE
         )
-        if _download_requested(request):
+        if download:
             return _send_file(request, record)
         body = {
             "message": f"Backup creado y subido a {get_backup_storage().label} exitosamente",
