@@ -65,6 +65,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt",  # only for its Spanish messages (no models)
     "drf_spectacular",
     # Platform staff log into the public admin, so users exist in public too.
     "apps.users",

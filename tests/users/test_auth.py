@@ -29,13 +29,16 @@ def test_refresh_token_from_one_clinic_is_refused_by_another(alfa, beta):
     assert beta.client().post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]}).status_code == 401
 
 
-def test_wrong_password_gets_401(alfa):
+def test_wrong_password_gets_401_in_spanish(alfa):
     response = alfa.client().post("/api/auth/token/", {"email": alfa.admin.email, "password": "x"}, format="json")
     assert response.status_code == 401
+    assert response.json()["detail"] == "La combinación de credenciales no tiene una cuenta activa"
 
 
 def test_unauthenticated_request_gets_401(alfa):
-    assert alfa.client().get(CONFIG_URL).status_code == 401
+    response = alfa.client().get(CONFIG_URL)
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Las credenciales de autenticación no se proveyeron."
 
 
 def test_non_admin_user_gets_403(alfa):
