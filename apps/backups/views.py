@@ -27,6 +27,7 @@ from apps.backups.serializers import (
 from apps.backups.services import backup_create, backup_download_record, backup_get_available
 from apps.backups.storage import get_backup_storage
 from apps.clinic_admin.permissions import IsClinicAdmin
+from apps.users.schema import CLINIC_ADMIN_ERRORS, error_response
 
 logger = logging.getLogger(__name__)
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
@@ -38,7 +39,7 @@ FALSE_VALUES = {"", "0", "false", "no"}
 def _download_requested(request) -> bool:
     value = request.query_params.get("download", "").strip().lower()
     if value not in TRUE_VALUES | FALSE_VALUES:
-        raise ValidationError({"download": "Usa download=true o download=false."})
+        raise ValidationError({"error": "Usa download=true o download=false."})
     return value in TRUE_VALUES
 
 
@@ -67,7 +68,14 @@ class CreateBackupView(APIView):
     @extend_schema(
         request=None,
         parameters=[OpenApiParameter("download", bool, description="true: responder con el archivo del backup.")],
-        responses={201: BackupCreatedSerializer, (200, "application/sql"): FILE_RESPONSE},
+        responses={
+            201: BackupCreatedSerializer,
+            (200, "application/sql"): FILE_RESPONSE,
+            400: error_response("Backup demasiado grande, o la petición lleva cuerpo o un download= desconocido."),
+            **CLINIC_ADMIN_ERRORS,
+            500: error_response("El backup falló; queda en el historial como fallido."),
+            503: error_response("El almacenamiento no está disponible o no está configurado."),
+        },
     )
     def post(self, request):
         # Checked before any work: malformed JSON is a 400, another media type a 415.
@@ -91,7 +99,7 @@ class BackupHistoryListView(APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
 
-    @extend_schema(responses=BackupRecordSerializer(many=True))
+    @extend_schema(responses={200: BackupRecordSerializer(many=True), **CLINIC_ADMIN_ERRORS})
     def get(self, request):
         records = BackupRecord.objects.select_related("created_by")
         return Response(BackupRecordSerializer(records, many=True).data)
@@ -102,7 +110,16 @@ class DownloadBackupView(APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
 
-    @extend_schema(responses={(200, "application/sql"): FILE_RESPONSE})
+    @extend_schema(
+        responses={
+            (200, "application/sql"): FILE_RESPONSE,
+            **CLINIC_ADMIN_ERRORS,
+            404: error_response("No hay un backup con ese id en esta clínica."),
+            409: error_response("El backup no se completó y no se puede descargar."),
+            500: error_response("El objeto almacenado no coincide con su checksum."),
+            503: error_response("El almacenamiento no está disponible."),
+        }
+    )
     def get(self, request, pk: int):
         return _send_file(request, backup_get_available(backup_id=pk))
 
@@ -116,7 +133,13 @@ class RestoreBackupFromFileView(APIView):
 
     @extend_schema(
         request={"application/json": RestoreRequestSerializer, "multipart/form-data": RestoreRequestSerializer},
-        responses={200: RestoreResponseSerializer},
+        responses={
+            200: RestoreResponseSerializer,
+            400: error_response("Archivo ajeno a esta clínica o a este sistema, demasiado grande, o psql falló."),
+            **CLINIC_ADMIN_ERRORS,
+            404: error_response("No hay un backup con ese id en esta clínica."),
+            409: error_response("El backup no se completó y no se puede restaurar."),
+        },
     )
     def post(self, request):
         upload_size_check(request.META.get("CONTENT_LENGTH"))  # before the body is read

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from apps.clinic_admin.permissions import IsClinicAdmin
 from apps.clinic_admin.serializers import BackupConfigSerializer
 from apps.tenants.services import ScheduleError, clinic_backup_config_update
+from apps.users.schema import CLINIC_ADMIN_ERRORS, error_response
 
 
 class BackupConfigView(APIView):
@@ -14,11 +15,18 @@ class BackupConfigView(APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
 
-    @extend_schema(responses=BackupConfigSerializer)
+    @extend_schema(responses={200: BackupConfigSerializer, **CLINIC_ADMIN_ERRORS})
     def get(self, request):
         return Response(BackupConfigSerializer(request.tenant).data)
 
-    @extend_schema(request=BackupConfigSerializer, responses=BackupConfigSerializer)
+    @extend_schema(
+        request=BackupConfigSerializer,
+        responses={
+            200: BackupConfigSerializer,
+            400: error_response("Programación o fecha no válidas (o errores por campo)."),
+            **CLINIC_ADMIN_ERRORS,
+        },
+    )
     def patch(self, request):
         clinic = request.tenant
         serializer = BackupConfigSerializer(clinic, data=request.data, partial=True)

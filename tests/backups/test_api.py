@@ -1,7 +1,9 @@
 """The manual-backup API: create, history, download — permissions and isolation."""
 
 import pytest
+from django.core.management import call_command
 from django_tenants.utils import schema_context
+from drf_spectacular.drainage import GENERATOR_STATS
 
 from apps.backups.errors import IntegrityError
 from apps.backups.models import BackupDownload, BackupRecord
@@ -216,3 +218,14 @@ def test_openapi_schema_describes_the_backup_endpoints(committed):
         "/api/auth/token/",
     ):
         assert path in paths, sorted(paths)
+    download = paths["/api/backups/history/{id}/download/"]["get"]
+    assert {"401", "403", "404", "409"} <= set(download["responses"])
+    assert download["security"] == [{"clinicJWT": []}]
+    schemes = response.json()["components"]["securitySchemes"]
+    assert schemes["clinicJWT"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+def test_openapi_schema_is_valid_and_generates_without_warnings(tmp_path):
+    GENERATOR_STATS.reset()
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+    assert "clinicJWT" in (tmp_path / "schema.yaml").read_text()
