@@ -39,3 +39,12 @@ class EncryptionError(BackupError):
 
 class RestoreError(BackupError):
     status_code = 400
+
+
+def size_text(size: int) -> str:
+    """A size for a message: ``100 MB``, ``97.7 KB``, ``512 bytes`` (MB = MiB, as the settings count)."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"

@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
-from apps.backups.errors import BackupError, RestoreError
+from apps.backups.errors import BackupError, RestoreError, size_text
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
 from apps.backups.naming import validate_schema_name
 from apps.backups.pg_clients import find_client, server_major
@@ -319,7 +319,7 @@ def upload_restore(*, clinic, uploaded_file, user=None) -> BackupRestore:
 
 
 def _too_large_message() -> str:
-    return f"Archivo demasiado grande: el límite es {settings.MAX_RESTORE_UPLOAD_SIZE // (1024 * 1024)} MB."
+    return f"Archivo demasiado grande: el límite es {size_text(settings.MAX_RESTORE_UPLOAD_SIZE)}."
 
 
 def upload_size_check(content_length: str | None) -> None:

@@ -20,7 +20,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups import crypto
 from apps.backups.dumpers import json_dump_chunks, pg_dump_stream
-from apps.backups.errors import BackupError, BackupNotAvailableError, BackupTooLargeError, DumpError
+from apps.backups.errors import BackupError, BackupNotAvailableError, BackupTooLargeError, DumpError, size_text
 from apps.backups.manifest import manifest_build, manifest_bytes
 from apps.backups.models import BackupDownload, BackupRecord
 from apps.backups.naming import (
@@ -127,7 +127,7 @@ def _store(record: BackupRecord, schema_name: str, fmt: str, source, *, storage,
         level=settings.BACKUP_ZSTD_LEVEL,
         limit=max_size,
         on_limit=lambda: BackupTooLargeError(
-            f"Backup demasiado grande: supera el límite de {max_size // (1024 * 1024)} MB."
+            f"Backup demasiado grande: supera el límite de {size_text(max_size)}."
         ),
     )
     record.file_size = stored.plain_size

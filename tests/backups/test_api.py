@@ -58,7 +58,7 @@ def test_over_the_size_limit_answers_400_and_keeps_nothing(committed, settings):
     settings.MAX_BACKUP_SIZE = 10_000
     response = committed["alfa"].admin_client().post(CREATE_URL)
     assert response.status_code == 400
-    assert "demasiado grande" in response.json()["error"]
+    assert response.json()["error"] == "Backup demasiado grande: supera el límite de 9.8 KB."
     with schema_context("alfa"):
         assert not BackupRecord.objects.exists()
     assert stored_files(settings.BACKUP_LOCAL_ROOT) == []

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from apps.backups.errors import DumpError, StorageError
+from apps.backups.errors import DumpError, StorageError, size_text
 from apps.backups.naming import backup_file_name, parse_file_name, stored_object_name, validate_schema_name
 from apps.backups.pg_clients import candidate_dirs, client_version, find_client, server_major
 from apps.backups.storage.base import validate_object_path
@@ -62,3 +62,11 @@ def test_path_is_asked_only_when_no_folder_has_a_pg_dump_that_fits(settings, tmp
     with pytest.raises(DumpError) as error:
         find_client("pg_dump", min_major=100)
     assert f"{tmp_path}/pg_dump: versión 99.1 < 100" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(100 * 1024 * 1024, "100 MB"), (150 * 1024 * 1024 + 1, "150.0 MB"), (100_000, "97.7 KB"), (512, "512 bytes")],
+)
+def test_sizes_in_messages_are_never_rounded_to_zero(size, text):
+    assert size_text(size) == text
