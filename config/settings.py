@@ -190,6 +190,9 @@ BACKUP_SQL_STYLE = env_str("BACKUP_SQL_STYLE") or "copy"  # copy | inserts
 BACKUP_ROWS_PER_INSERT = env_int("BACKUP_ROWS_PER_INSERT", 1000)
 BACKUP_PG_BIN_DIR = env_str("BACKUP_PG_BIN_DIR")  # when set, the only folder searched for pg_dump/psql
 MAX_BACKUP_SIZE = env_int("MAX_BACKUP_SIZE", 100 * 1024 * 1024)  # plain bytes, backups made through the API
+# Proxies in front of the app that append to X-Forwarded-For (Render: 1). 0 trusts no header:
+# the address recorded for a download is then REMOTE_ADDR.
+NUM_PROXIES = env_int("NUM_PROXIES", 0)
 BACKUP_ZSTD_LEVEL = env_int("BACKUP_ZSTD_LEVEL", 3)
 BACKUP_STALE_AFTER_MINUTES = env_int("BACKUP_STALE_AFTER_MINUTES", 360)
 # Remote backup storage (README: "Storage backends"). Read only by the backend

@@ -3,6 +3,7 @@ one service, render. Errors are rendered by ``apps.backups.exception_handler``."
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from django.conf import settings
@@ -43,6 +44,19 @@ def _download_requested(request) -> bool:
     return value in TRUE_VALUES
 
 
+def _client_address(request) -> str | None:
+    """Who asked: REMOTE_ADDR, or behind ``NUM_PROXIES`` trusted proxies the
+    address the outermost one saw (entries further left can be forged)."""
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if settings.NUM_PROXIES and forwarded:
+        candidate = forwarded[-min(settings.NUM_PROXIES, len(forwarded))]
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            logger.warning("X-Forwarded-For no válido: %r; se usa REMOTE_ADDR", candidate[:64])
+    return request.META.get("REMOTE_ADDR")
+
+
 def _send_file(request, record: BackupRecord):
     """The file, recorded as downloaded when its first byte is sent (not for HEAD,
     nor when the stored object fails its check and nothing is sent)."""
@@ -52,7 +66,7 @@ def _send_file(request, record: BackupRecord):
             clinic=request.tenant,
             record=record,
             user=request.user,
-            ip_address=request.META.get("REMOTE_ADDR"),
+            ip_address=_client_address(request),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )
 

@@ -98,6 +98,29 @@ def test_download_streams_the_verified_plain_file_and_records_who(committed, set
     assert (download.backup_id, download.user_id, download.ip_address) == (record.pk, alfa.admin.pk, "203.0.113.7")
 
 
+@pytest.mark.parametrize(
+    ("num_proxies", "forwarded_for", "recorded"),
+    [
+        (0, "198.51.100.9", "203.0.113.7"),  # no proxy trusted: the header is ignored
+        (1, "192.0.2.1, 198.51.100.9", "198.51.100.9"),  # the proxy's view; the forged first entry is not used
+        (2, "192.0.2.1, 198.51.100.9", "192.0.2.1"),
+        (1, "not-an-address", "203.0.113.7"),
+    ],
+)
+def test_download_records_the_clients_address_behind_trusted_proxies(
+    committed, settings, num_proxies, forwarded_for, recorded
+):
+    settings.NUM_PROXIES = num_proxies
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    response = alfa.admin_client().get(
+        download_url(record.pk), REMOTE_ADDR="203.0.113.7", HTTP_X_FORWARDED_FOR=forwarded_for
+    )
+    streamed(response)
+    with schema_context("alfa"):
+        assert BackupDownload.objects.get().ip_address == recorded
+
+
 def test_download_of_a_tampered_object_is_refused(committed, settings):
     alfa = committed["alfa"]
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
