@@ -126,9 +126,7 @@ def _store(record: BackupRecord, schema_name: str, fmt: str, source, *, storage,
         recipients=recipients,
         level=settings.BACKUP_ZSTD_LEVEL,
         limit=max_size,
-        on_limit=lambda: BackupTooLargeError(
-            f"Backup demasiado grande: supera el límite de {size_text(max_size)}."
-        ),
+        on_limit=lambda: BackupTooLargeError(f"Backup demasiado grande: supera el límite de {size_text(max_size)}."),
     )
     record.file_size = stored.plain_size
     record.stored_size = stored.stored_size
