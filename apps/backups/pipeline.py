@@ -58,8 +58,9 @@ def store_stream(
                 try:
                     pyrage.encrypt_io(compressed, stored, recipients)
                 except Exception as error:
-                    # pyrage reports a failing reader as its own error: surface the real one.
-                    if isinstance(plain.error, Exception):
+                    # pyrage reports a failing reader as its own error: surface the real one,
+                    # Ctrl-C (KeyboardInterrupt) and SystemExit included.
+                    if plain.error is not None:
                         raise plain.error from None
                     raise EncryptionError(f"Error al cifrar el backup: {error}") from None
             else:

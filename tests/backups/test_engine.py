@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyrage
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -13,8 +14,10 @@ from django_tenants.utils import schema_context
 
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
+from apps.backups.pipeline import store_stream
 from apps.backups.services import backup_create, backup_open_plain
 from apps.backups.snapshot import APPLICATION_NAME, schema_snapshot
+from apps.backups.storage.local import LocalBackupStorage
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_create
 from tests.backups.conftest import sha256_of, stored_files, write_script
@@ -198,6 +201,33 @@ exec {real_pg_dump} "$@"
         backup_create(clinic=clinic, backup_type="manual")
     record = assert_failed_and_nothing_stored(clinic, settings.BACKUP_LOCAL_ROOT, "snapshot")
     assert "pg_dump falló" in record.fallback_reason  # the first attempt, kept for the operator
+
+
+class InterruptedDump:
+    """A dump stream that Ctrl-C interrupts after a few chunks."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 3:
+            raise KeyboardInterrupt
+        return b"INSERT INTO pacientes VALUES (1);\n" * 2000
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+def test_ctrl_c_during_a_backup_stops_it_and_leaves_no_file(tmp_path, encrypted):
+    recipients = [pyrage.x25519.Identity.generate().to_public()] if encrypted else []
+    with pytest.raises(KeyboardInterrupt):
+        store_stream(
+            source=InterruptedDump(),
+            storage=LocalBackupStorage(root=tmp_path),
+            path="alfa/backup-sql-alfa-2025-11-25-140530.sql.zst.age",
+            recipients=recipients,
+            level=3,
+        )
+    assert stored_files(tmp_path) == []
 
 
 def test_storage_refusing_the_write_leaves_a_failed_record(committed, settings, tmp_path):
