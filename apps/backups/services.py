@@ -54,7 +54,11 @@ def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None =
     storage = get_backup_storage()
     recipients = crypto.recipients()
     with schema_context(schema_name):
-        stale_backups_fail(storage=storage, schema_name=schema_name)
+        try:
+            stale_backups_fail(storage=storage, schema_name=schema_name)
+        except BackupError as error:
+            # Housekeeping: it must not stop the backup (the next one tries again).
+            logger.warning("No se pudieron limpiar backups interrumpidos de %s: %s", schema_name, error)
         record = BackupRecord.objects.create(
             file_name="",
             backup_type=backup_type,

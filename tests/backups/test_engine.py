@@ -335,6 +335,19 @@ def test_a_crashed_backup_is_marked_failed_and_its_leftovers_removed_by_the_next
     assert not [path for path in stored_files(settings.BACKUP_LOCAL_ROOT) if ".tmp-" in path.name]
 
 
+def test_a_leftover_that_cannot_be_removed_does_not_stop_the_backup(committed, settings, caplog):
+    import os
+
+    # A leftover unlink() cannot remove, even as root: a non-empty folder with a temporary's name.
+    leftover = settings.BACKUP_LOCAL_ROOT / "beta" / ".tmp-0123abcd-backup-sql-beta-2020-01-01-000000.sql.zst"
+    (leftover / "inside").mkdir(parents=True)
+    os.utime(leftover, (0, 0))
+
+    record = backup_create(clinic=committed["beta"].clinic, backup_type="manual")
+    assert record.status == "succeeded"
+    assert "No se pudieron limpiar backups interrumpidos de beta" in caplog.text
+
+
 def test_public_schema_is_never_backed_up(committed):
     public = Clinic(schema_name="public", name="PsicoAdmin")
     with pytest.raises(BackupError, match="public"):

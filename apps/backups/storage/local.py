@@ -61,6 +61,8 @@ class LocalBackupStorage(BackupStorage):
 
     def delete(self, path: str) -> None:
         try:
+            if not self._full_path(path).exists():
+                return  # nothing to do, even where the folder is read-only
             self._full_path(path).unlink(missing_ok=True)
         except NotADirectoryError:
             pass  # its folder cannot exist, so neither does the object
@@ -70,11 +72,14 @@ class LocalBackupStorage(BackupStorage):
     def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
         folder = self.root / validate_object_path(prefix.rstrip("/"))
         removed = 0
-        for temporary in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else []:
-            modified = datetime.fromtimestamp(temporary.stat().st_mtime, tz=UTC)
-            if modified < older_than:
-                temporary.unlink(missing_ok=True)
-                removed += 1
+        try:
+            for temporary in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else []:
+                modified = datetime.fromtimestamp(temporary.stat().st_mtime, tz=UTC)
+                if modified < older_than:
+                    temporary.unlink(missing_ok=True)
+                    removed += 1
+        except OSError as error:
+            raise StorageError(f"No se pueden borrar temporales de {prefix}: {error.strerror}") from None
         return removed
 
     def exists(self, path: str) -> bool:
