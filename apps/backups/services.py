@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -77,9 +77,8 @@ def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None =
         raise
     except BaseException as error:
         _discard(record, storage)
-        message = str(error) if isinstance(error, BackupError) else f"Error inesperado: {error!r}"
-        with schema_context(schema_name):
-            _finish(record, status=BackupRecord.Status.FAILED, error=message)
+        message = _failure_message(error)
+        _failure_record(record, schema_name, message)
         if isinstance(error, BackupError) or not isinstance(error, Exception):
             raise
         raise BackupError(message) from error
@@ -175,6 +174,30 @@ def _manifest_store(*, record, clinic, storage, stored: StoredBytes, snapshot: S
     with schema_context(clinic.schema_name):
         manifest = manifest_build(record=record, clinic=clinic, stored=stored, snapshot=snapshot)
     storage.write_bytes(record.manifest_path, manifest_bytes(manifest))
+
+
+def _failure_message(error: BaseException) -> str:
+    if isinstance(error, BackupError):
+        return str(error)
+    if isinstance(error, DatabaseError):
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"Error de la base de datos durante el backup: {detail}"
+    return f"Error inesperado: {error!r}"
+
+
+def _failure_record(record: BackupRecord, schema_name: str, message: str) -> None:
+    """Mark the record failed, on a new connection if the failure took ours with it."""
+    for attempt in (1, 2):
+        try:
+            with schema_context(schema_name):
+                _finish(record, status=BackupRecord.Status.FAILED, error=message)
+            return
+        except DatabaseError:
+            if attempt == 2:
+                # It stays ``running``; the clinic's next backup marks it failed once stale.
+                logger.exception("No se pudo marcar como fallido el backup %s de %s", record.pk, schema_name)
+                return
+            connection.close()  # Django connects again on the next query
 
 
 def _finish(record: BackupRecord, *, status: str, error: str = "") -> None:

@@ -203,6 +203,27 @@ exec {real_pg_dump} "$@"
     assert "pg_dump falló" in record.fallback_reason  # the first attempt, kept for the operator
 
 
+def test_losing_the_main_connection_mid_backup_still_records_the_failure(committed, settings, tmp_path, real_pg_dump):
+    psql = Path(real_pg_dump).with_name("psql")
+    connection.ensure_connection()
+    our_pid = connection.connection.info.backend_pid
+    write_script(
+        tmp_path / "bin",
+        "pg_dump",
+        f"""
+if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
+{psql} -X -q -c "SELECT pg_terminate_backend({our_pid})" >/dev/null
+exec {real_pg_dump} "$@"
+""",
+    )
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
+    clinic = committed["alfa"].clinic
+    with pytest.raises(BackupError, match="Error de la base de datos durante el backup"):
+        backup_create(clinic=clinic, backup_type="manual")
+    assert connection.connection.info.backend_pid != our_pid  # the failure was recorded on a new connection
+    assert_failed_and_nothing_stored(clinic, settings.BACKUP_LOCAL_ROOT, "Error de la base de datos")
+
+
 class InterruptedDump:
     """A dump stream that Ctrl-C interrupts after a few chunks."""
 
