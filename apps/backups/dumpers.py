@@ -28,20 +28,30 @@ READER_ALIAS = "backup_reader"
 STDERR_TAIL_LINES = 20
 
 
+# pg_dump's last comment in every plain dump; only newer versions add lines after it.
+DUMP_COMPLETE_MARKER = b"-- PostgreSQL database dump complete"
+OUTPUT_TAIL_BYTES = 1024
+
+
 class PgDumpOutput:
     """pg_dump's stdout as a readable stream. At end of stream the exit code is
-    checked; a failure raises ``DumpError`` with the tail of stderr."""
+    checked, then that the dump ends as pg_dump ends a complete one; a failure
+    raises ``DumpError`` with the tail of stderr."""
 
     def __init__(self, process: subprocess.Popen, stderr_tail: collections.deque, reader: threading.Thread):
         self._process = process
         self._stderr_tail = stderr_tail
         self._stderr_reader = reader
+        self._output_tail = b""
         self.bytes_read = 0
 
     def read(self, size: int = CHUNK_SIZE) -> bytes:
         data = self._process.stdout.read(size if size and size > 0 else CHUNK_SIZE)
         if data:
             self.bytes_read += len(data)
+            # The last kilobyte only (no copy of the chunk itself): where the end marker is.
+            recent = data[-OUTPUT_TAIL_BYTES:] if len(data) >= OUTPUT_TAIL_BYTES else self._output_tail + data
+            self._output_tail = recent[-OUTPUT_TAIL_BYTES:]
             return data
         self._finish()
         return b""
@@ -53,6 +63,9 @@ class PgDumpOutput:
             detail = " ".join(line.strip() for line in self._stderr_tail) or "sin mensaje"
             how = f"terminado por la señal {-code}" if code < 0 else f"código {code}"
             raise DumpError(f"pg_dump falló ({how}): {detail}")
+        if DUMP_COMPLETE_MARKER not in self._output_tail:
+            written = f"{self.bytes_read} bytes" if self.bytes_read else "nada"
+            raise DumpError(f"pg_dump terminó sin error pero su volcado está incompleto (escribió {written}).")
 
 
 def _drain(stream: BinaryIO, tail: collections.deque) -> None:

@@ -251,6 +251,31 @@ def test_ctrl_c_during_a_backup_stops_it_and_leaves_no_file(tmp_path, encrypted)
     assert stored_files(tmp_path) == []
 
 
+def test_a_pg_dump_that_exits_0_without_writing_falls_back_to_json(committed, settings, tmp_path, real_pg_dump):
+    write_script(tmp_path / "bin", "pg_dump", f'if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi\n')
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
+    record = backup_create(clinic=committed["beta"].clinic, backup_type="manual")
+    assert record.format == "json" and record.status == "succeeded"
+    assert "volcado está incompleto (escribió nada)" in record.fallback_reason
+
+
+def test_a_pg_dump_that_exits_0_mid_dump_fails_the_backup(committed, settings, tmp_path, real_pg_dump):
+    write_script(
+        tmp_path / "bin",
+        "pg_dump",
+        f"""
+if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
+{real_pg_dump} "$@" | head -c 20000
+exit 0
+""",
+    )
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
+    clinic = committed["alfa"].clinic
+    with pytest.raises(BackupError, match="incompleto"):
+        backup_create(clinic=clinic, backup_type="manual")
+    assert_failed_and_nothing_stored(clinic, settings.BACKUP_LOCAL_ROOT, "escribió 20000 bytes")
+
+
 def test_storage_refusing_the_write_leaves_a_failed_record(committed, settings, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the bucket folder should be")
