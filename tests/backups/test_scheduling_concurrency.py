@@ -1,6 +1,5 @@
 """Several real ``manage.py run_scheduled_backups`` processes at once: one backup per clinic."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from django_tenants.utils import schema_context
 from apps.backups.models import BackupRecord
 from apps.tenants.models import Clinic, ScheduledBackupClaim
 from apps.tenants.services import clinic_clone, clinic_create, clinic_template_dump
+from tests.support.processes import subprocess_env
 
 CLINICS = 22
 PROCESSES = 4
@@ -43,19 +43,6 @@ def many_clinics(clinics, django_db_blocker):
         for clinic in [*created, template]:
             clinic.domains.all().delete()
             clinic.delete(force_drop=True)
-
-
-def subprocess_env(tmp_path: Path) -> dict[str, str]:
-    """The same (test) database and bucket as this test, for child processes."""
-    db = settings.DATABASES["default"]
-    url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("BACKUP_", "DATABASE_URL"))}
-    return env | {
-        "DATABASE_URL": url,
-        "BACKUP_LOCAL_ROOT": str(settings.BACKUP_LOCAL_ROOT),
-        "PSICO_DATA_DIR": str(tmp_path / "data"),
-        "LOG_LEVEL": "WARNING",
-    }
 
 
 def start_runs(env: dict[str, str], count: int, *args: str) -> list[subprocess.Popen]:
