@@ -19,7 +19,8 @@ from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connections, transaction
 
-from apps.backups.errors import DumpError
+from apps.backups.errors import BackupInterruptedError, DumpError
+from apps.backups.interrupts import child_forget, child_register, stop_requested
 from apps.backups.naming import validate_schema_name
 from apps.backups.pg_clients import PgClient, libpq_environment
 
@@ -59,6 +60,8 @@ class PgDumpOutput:
     def _finish(self) -> None:
         code = self._process.wait()
         self._stderr_reader.join()
+        if code != 0 and stop_requested():
+            raise BackupInterruptedError  # we ended it: not a reason to try JSON
         if code != 0:
             detail = " ".join(line.strip() for line in self._stderr_tail) or "sin mensaje"
             how = f"terminado por la señal {-code}" if code < 0 else f"código {code}"
@@ -97,6 +100,8 @@ def pg_dump_stream(
 ) -> Iterator[PgDumpOutput]:
     """Run pg_dump for one schema; the child is killed if the reader stops early."""
     arguments = pg_dump_arguments(client=client, schema_name=schema_name, sql_style=sql_style, snapshot_id=snapshot_id)
+    if stop_requested():
+        raise BackupInterruptedError
     try:
         process = subprocess.Popen(
             arguments,
@@ -108,12 +113,14 @@ def pg_dump_stream(
         )
     except OSError as error:
         raise DumpError(f"No se pudo ejecutar pg_dump ({client.path}): {error.strerror}") from None
+    child_register(process)
     tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
     reader = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
     reader.start()
     try:
         yield PgDumpOutput(process, tail, reader)
     finally:
+        child_forget(process)
         if process.poll() is None:
             process.kill()
         process.wait()
@@ -158,6 +165,8 @@ def _json_chunks(schema_name: str, snapshot_id: str | None, batch_size: int) -> 
                 for obj in queryset.iterator(chunk_size=batch_size):
                     batch.append(obj)
                     if len(batch) == batch_size:
+                        if stop_requested():
+                            raise BackupInterruptedError
                         yield _serialize_batch(python_serializer, batch, first)
                         first, batch = False, []
                 if batch:

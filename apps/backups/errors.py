@@ -37,6 +37,13 @@ class EncryptionError(BackupError):
     """Keys are missing or do not open the stored object."""
 
 
+class BackupInterruptedError(BackupError):
+    """The process is stopping (SIGTERM): the backup was abandoned, not broken."""
+
+    def __init__(self, message: str = "Interrumpido: el proceso recibió SIGTERM."):
+        super().__init__(message)
+
+
 class RestoreError(BackupError):
     status_code = 400
 

@@ -22,7 +22,8 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from apps.backups.errors import BackupError
+from apps.backups.errors import BackupError, BackupInterruptedError
+from apps.backups.interrupts import stop_requested
 from apps.backups.models import BackupRecord
 from apps.backups.scheduling import DISABLED, SCHEDULED, backup_due_slot, retry_delay
 from apps.backups.scheduling_claims import LeaseKeeper, slot_claim, slot_finish, slot_release, worker_name
@@ -85,6 +86,8 @@ def _in_own_connection(function):
 
 def scheduled_backup_perform(*, due: DueBackup, now: datetime, on_start: OnStart | None = None) -> ScheduledOutcome:
     """Claim ``due``'s slot and back the clinic up; never raises for a failing clinic."""
+    if stop_requested():
+        return ScheduledOutcome(due=due, status="skipped", error=BackupInterruptedError().args[0])
     connection.set_schema_to_public()
     worker = worker_name()
     claim_id = slot_claim(clinic_id=due.clinic_id, slot=due.slot, now=now, worker=worker)
@@ -101,6 +104,9 @@ def scheduled_backup_perform(*, due: DueBackup, now: datetime, on_start: OnStart
                 on_start(due)
             try:
                 record = backup_create(clinic=clinic, backup_type="automatic")
+            except BackupInterruptedError as error:
+                slot_release(claim_id=claim_id)  # not the clinic's fault: no back-off, the next run takes it
+                return ScheduledOutcome(due=due, status="skipped", error=str(error))
             except Exception as error:  # any failure of one clinic must not stop the run
                 return _failed(clinic=clinic, due=due, now=now, claim_id=claim_id, error=error)
             with schema_context(clinic.schema_name):

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.errors import BackupError
+from apps.backups.interrupts import stop_on_sigterm, stop_requested
 from apps.backups.services import backup_create
 from apps.backups.storage import get_backup_storage
 from apps.tenants.selectors import clinics_for_backup
@@ -26,17 +27,26 @@ class Command(BaseCommand):
                 raise CommandError(f"Clínicas desconocidas: {', '.join(sorted(missing))}")
         label = get_backup_storage().label
         failures = 0
-        for clinic in clinics:
-            self.stdout.write(f"📦 Iniciando backup para: {clinic.name}...")
-            try:
-                record = backup_create(clinic=clinic, backup_type="manual")
-            except BackupError as error:
-                failures += 1
-                self.stderr.write(f"   -> Error: {error}")
-                continue
-            self.stdout.write(
-                f"   -> Subido exitosamente a {label}: {record.file_name} "
-                f"({record.file_size / 1_048_576:.1f} MB, {record.duration.total_seconds():.1f} s)"
-            )
+        with stop_on_sigterm():
+            for clinic in clinics:
+                if stop_requested():
+                    break
+                failures += not self._backup(clinic, label)
+            interrupted = stop_requested()
+        if interrupted:
+            raise CommandError("Interrumpido (SIGTERM): el backup en curso quedó como fallido y no se hicieron más.")
         if failures:
             raise CommandError(f"{failures} backup(s) fallaron.")
+
+    def _backup(self, clinic, label: str) -> bool:
+        self.stdout.write(f"📦 Iniciando backup para: {clinic.name}...")
+        try:
+            record = backup_create(clinic=clinic, backup_type="manual")
+        except BackupError as error:
+            self.stderr.write(f"   -> Error: {error}")
+            return False
+        self.stdout.write(
+            f"   -> Subido exitosamente a {label}: {record.file_name} "
+            f"({record.file_size / 1_048_576:.1f} MB, {record.duration.total_seconds():.1f} s)"
+        )
+        return True

@@ -2,6 +2,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.backups.interrupts import stop_on_sigterm, stop_requested
 from apps.backups.management.commands._time import parse_now
 from apps.backups.scheduling_run import ScheduledOutcome, scheduled_backups_run
 from apps.backups.scheduling_selectors import DueBackup
@@ -51,7 +52,10 @@ class Command(BaseCommand):
                     (self.stdout if outcome.status == "succeeded" or line.startswith("📦") else self.stderr).write(line)
 
         self.stdout.write("⏳ Verificando backups programados...")
-        outcomes = scheduled_backups_run(now=parse_now(now), workers=workers, on_start=on_start, on_done=on_done)
+        with stop_on_sigterm():
+            outcomes = scheduled_backups_run(now=parse_now(now), workers=workers, on_start=on_start, on_done=on_done)
+            if stop_requested():
+                raise CommandError("Interrumpido (SIGTERM): los backups pendientes se harán en la próxima ejecución.")
         self.stdout.write("✅ Verificación de backups finalizada.")
         failed = [outcome for outcome in outcomes if outcome.status == "failed"]
         if failed:
