@@ -190,7 +190,8 @@ def test_losing_the_snapshot_connection_fails_the_backup_with_a_clear_message(
         "pg_dump",
         f"""
 if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
-{psql} -X -q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+# With a timeout, pg_terminate_backend waits until the backend has gone (without, it only signals it).
+{psql} -X -q -c "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
                  WHERE application_name = '{APPLICATION_NAME}' AND datname = current_database()" >/dev/null
 exec {real_pg_dump} "$@"
 """,  # noqa: S608 (a test's shell script; every value in it is ours)
@@ -212,7 +213,7 @@ def test_losing_the_main_connection_mid_backup_still_records_the_failure(committ
         "pg_dump",
         f"""
 if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
-{psql} -X -q -c "SELECT pg_terminate_backend({our_pid})" >/dev/null
+{psql} -X -q -c "SELECT pg_terminate_backend({our_pid}, 10000)" >/dev/null
 exec {real_pg_dump} "$@"
 """,
     )
