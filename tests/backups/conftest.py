@@ -42,6 +42,20 @@ def write_script(folder: Path, name: str, body: str) -> Path:
     return script
 
 
+def pg_client_wrap(settings, folder: Path, program: str, real: str, body: str) -> Path:
+    """Make ``program`` (pg_dump, psql) the only PostgreSQL client backups find: a
+    script that answers ``--version`` as the ``real`` binary does and otherwise runs ``body``."""
+    script = write_script(folder, program, f'if [ "$1" = --version ]; then exec {real} --version; fi\n{body}')
+    settings.BACKUP_PG_BIN_DIR = str(folder)
+    return script
+
+
+@pytest.fixture
+def fake_pg_dump(settings, tmp_path, real_pg_dump):
+    """``fake_pg_dump(body)``: pg_dump is now a script running ``body`` (see ``pg_client_wrap``)."""
+    return lambda body: pg_client_wrap(settings, tmp_path / "bin", "pg_dump", real_pg_dump, body)
+
+
 @pytest.fixture
 def real_pg_dump() -> str:
     from django.db import connection

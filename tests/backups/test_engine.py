@@ -137,17 +137,13 @@ def test_json_fallback_when_pg_dump_is_too_old(committed, settings, tmp_path):
     assert "9.6" in record.fallback_reason
 
 
-def test_json_fallback_when_pg_dump_fails_before_writing(committed, settings, tmp_path, real_pg_dump):
-    write_script(
-        tmp_path / "bin",
-        "pg_dump",
-        f"""
-if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
+def test_json_fallback_when_pg_dump_fails_before_writing(committed, fake_pg_dump):
+    fake_pg_dump(
+        """
 echo 'pg_dump: error: connection to server failed: FATAL: too many connections' >&2
 exit 1
 """,
     )
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
     record = backup_create(clinic=committed["beta"].clinic, backup_type="manual")
     assert record.format == "json" and record.status == "succeeded"
     assert "too many connections" in record.fallback_reason
@@ -163,18 +159,14 @@ def assert_failed_and_nothing_stored(clinic: Clinic, root, message: str) -> Back
 
 
 def test_pg_dump_killed_mid_stream_leaves_a_failed_record_and_nothing_stored(
-    committed, settings, tmp_path, real_pg_dump
+    committed, settings, real_pg_dump, fake_pg_dump
 ):
-    write_script(
-        tmp_path / "bin",
-        "pg_dump",
+    fake_pg_dump(
         f"""
-if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
 {real_pg_dump} "$@" | head -c 20000
 kill -KILL $$
 """,
     )
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
     clinic = committed["alfa"].clinic
     with pytest.raises(BackupError, match="señal 9"):
         backup_create(clinic=clinic, backup_type="manual")
@@ -182,21 +174,17 @@ kill -KILL $$
 
 
 def test_losing_the_snapshot_connection_fails_the_backup_with_a_clear_message(
-    committed, settings, tmp_path, real_pg_dump
+    committed, settings, real_pg_dump, fake_pg_dump
 ):
     psql = Path(real_pg_dump).with_name("psql")
-    write_script(
-        tmp_path / "bin",
-        "pg_dump",
+    fake_pg_dump(
         f"""
-if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
 # With a timeout, pg_terminate_backend waits until the backend has gone (without, it only signals it).
 {psql} -X -q -c "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
                  WHERE application_name = '{APPLICATION_NAME}' AND datname = current_database()" >/dev/null
 exec {real_pg_dump} "$@"
 """,  # noqa: S608 (a test's shell script; every value in it is ours)
     )
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
     clinic = committed["alfa"].clinic
     with pytest.raises(BackupError, match="No se pudo exportar alfa en JSON"):
         backup_create(clinic=clinic, backup_type="manual")
@@ -204,20 +192,18 @@ exec {real_pg_dump} "$@"
     assert "pg_dump falló" in record.fallback_reason  # the first attempt, kept for the operator
 
 
-def test_losing_the_main_connection_mid_backup_still_records_the_failure(committed, settings, tmp_path, real_pg_dump):
+def test_losing_the_main_connection_mid_backup_still_records_the_failure(
+    committed, settings, real_pg_dump, fake_pg_dump
+):
     psql = Path(real_pg_dump).with_name("psql")
     connection.ensure_connection()
     our_pid = connection.connection.info.backend_pid
-    write_script(
-        tmp_path / "bin",
-        "pg_dump",
+    fake_pg_dump(
         f"""
-if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
 {psql} -X -q -c "SELECT pg_terminate_backend({our_pid}, 10000)" >/dev/null
 exec {real_pg_dump} "$@"
 """,
     )
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
     clinic = committed["alfa"].clinic
     with pytest.raises(BackupError, match="Error de la base de datos durante el backup"):
         backup_create(clinic=clinic, backup_type="manual")
@@ -252,25 +238,20 @@ def test_ctrl_c_during_a_backup_stops_it_and_leaves_no_file(tmp_path, encrypted)
     assert stored_files(tmp_path) == []
 
 
-def test_a_pg_dump_that_exits_0_without_writing_falls_back_to_json(committed, settings, tmp_path, real_pg_dump):
-    write_script(tmp_path / "bin", "pg_dump", f'if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi\n')
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
+def test_a_pg_dump_that_exits_0_without_writing_falls_back_to_json(committed, fake_pg_dump):
+    fake_pg_dump("")
     record = backup_create(clinic=committed["beta"].clinic, backup_type="manual")
     assert record.format == "json" and record.status == "succeeded"
     assert "volcado está incompleto (escribió nada)" in record.fallback_reason
 
 
-def test_a_pg_dump_that_exits_0_mid_dump_fails_the_backup(committed, settings, tmp_path, real_pg_dump):
-    write_script(
-        tmp_path / "bin",
-        "pg_dump",
+def test_a_pg_dump_that_exits_0_mid_dump_fails_the_backup(committed, settings, real_pg_dump, fake_pg_dump):
+    fake_pg_dump(
         f"""
-if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
 {real_pg_dump} "$@" | head -c 20000
 exit 0
 """,
     )
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
     clinic = committed["alfa"].clinic
     with pytest.raises(BackupError, match="incompleto"):
         backup_create(clinic=clinic, backup_type="manual")

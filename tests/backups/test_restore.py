@@ -16,7 +16,7 @@ from apps.clinical_history.models import SessionNote
 from apps.payment_system.models import Payment
 from apps.professionals.models import Professional
 from apps.tenants.services import clinic_create
-from tests.backups.conftest import stored_object_tamper, write_script
+from tests.backups.conftest import pg_client_wrap, stored_object_tamper
 from tests.support.database import table_hashes
 
 RESTORE_URL = "/api/backups/restore/"
@@ -114,15 +114,15 @@ def test_a_failing_psql_mid_restore_leaves_the_clinic_exactly_as_before(committe
     before, schemas_before = table_hashes("alfa"), schemas()
     real_psql = find_client("psql", min_major=server_major(connection)).path
     # The dump stops short half way: psql meets an unfinished statement and fails.
-    write_script(
+    pg_client_wrap(
+        settings,
         tmp_path / "bin",
         "psql",
+        real_psql,
         f"""
-if [ "$1" = --version ]; then exec {real_psql} --version; fi
 head -c 60000 | {real_psql} "$@"
 """,
     )
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
 
     with pytest.raises(RestoreError, match="psql falló"):
         backup_restore(clinic=alfa.clinic, record=record)
@@ -142,11 +142,12 @@ def test_a_killed_psql_leaves_the_clinic_exactly_as_before(committed, settings, 
     change_clinic_data("alfa")
     before = table_hashes("alfa")
     real_psql = find_client("psql", min_major=server_major(connection)).path
-    write_script(
+    pg_client_wrap(
+        settings,
         tmp_path / "bin",
         "psql",
+        real_psql,
         f"""
-if [ "$1" = --version ]; then exec {real_psql} --version; fi
 {real_psql} "$@" &
 child=$!
 sleep 0.3
@@ -154,7 +155,6 @@ kill -KILL $child
 exit 137
 """,
     )
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
     with pytest.raises(RestoreError):
         backup_restore(clinic=alfa.clinic, record=record)
     assert table_hashes("alfa") == before

@@ -13,7 +13,6 @@ from django_tenants.utils import schema_context
 from apps.backups.models import BackupRecord
 from apps.backups.scheduling_selectors import backups_due
 from apps.tenants.models import Clinic, ScheduledBackupClaim
-from tests.backups.conftest import write_script
 
 NOW = datetime(2025, 11, 25, 3, 0, tzinfo=UTC)  # a Tuesday
 
@@ -108,18 +107,16 @@ def test_weekly_clinic_in_tokyo_is_backed_up_on_its_sunday_and_catches_up(sched,
     assert [r.schedule_slot for r in records("alfa")] == ["weekly:2025-11-30", "weekly:2025-12-07"]
 
 
-def test_failing_clinic_does_not_stop_the_others_and_backs_off(sched, settings, tmp_path, real_pg_dump, capsys, caplog):
+def test_failing_clinic_does_not_stop_the_others_and_backs_off(
+    sched, settings, real_pg_dump, fake_pg_dump, capsys, caplog
+):
     # pg_dump dies mid-stream for alfa only: a real failure (no JSON fallback after output started).
-    write_script(
-        tmp_path / "bin",
-        "pg_dump",
+    fake_pg_dump(
         f"""
-if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi
 case "$*" in *--schema=alfa*) {real_pg_dump} "$@" | head -c 5000; exit 1;; esac
 exec {real_pg_dump} "$@"
 """,
     )
-    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "bin")
     set_clinic("alfa", backup_schedule="daily")
     set_clinic("beta", backup_schedule="daily")
 
