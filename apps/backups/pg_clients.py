@@ -60,10 +60,6 @@ def _dir_major(path: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def client_version(path: str) -> str | None:
-    return client_versions([path])[path]
-
-
 def client_versions(paths: list[str]) -> dict[str, str | None]:
     """``<binary> --version`` of each path (``None`` where it does not run), all at once:
     each start costs tens of milliseconds, and a backup looks at several binaries."""

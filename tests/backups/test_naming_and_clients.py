@@ -6,7 +6,7 @@ from django.db import connection
 
 from apps.backups.errors import DumpError, StorageError, size_text
 from apps.backups.naming import backup_file_name, parse_file_name, stored_object_name, validate_schema_name
-from apps.backups.pg_clients import candidate_dirs, client_version, find_client, server_major
+from apps.backups.pg_clients import candidate_dirs, client_versions, find_client, server_major
 from apps.backups.storage.base import validate_object_path
 from tests.backups.conftest import write_script
 
@@ -40,7 +40,7 @@ def test_unsafe_object_paths_are_refused(bad):
 def test_the_chosen_pg_dump_is_the_closest_one_at_least_as_new_as_the_server(db):
     needed = server_major(connection)
     client = find_client("pg_dump", min_major=needed)
-    versions = [client_version(str(folder / "pg_dump")) for folder in candidate_dirs()]
+    versions = client_versions([str(folder / "pg_dump") for folder in candidate_dirs()]).values()
     majors = [int(version.split(".")[0]) for version in versions if version]
     assert client.major == min(major for major in majors if major >= needed)
 
