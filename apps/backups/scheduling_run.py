@@ -87,7 +87,7 @@ def _in_own_connection(function):
 def scheduled_backup_perform(*, due: DueBackup, now: datetime, on_start: OnStart | None = None) -> ScheduledOutcome:
     """Claim ``due``'s slot and back the clinic up; never raises for a failing clinic."""
     if stop_requested():
-        return ScheduledOutcome(due=due, status="skipped", error=BackupInterruptedError().args[0])
+        return ScheduledOutcome(due=due, status="skipped", error=str(BackupInterruptedError()))
     connection.set_schema_to_public()
     worker = worker_name()
     claim_id = slot_claim(clinic_id=due.clinic_id, slot=due.slot, now=now, worker=worker)

@@ -180,8 +180,8 @@ def _failure_message(error: BaseException) -> str:
     if isinstance(error, BackupError):
         return str(error)
     if isinstance(error, DatabaseError):
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"Error de la base de datos durante el backup: {detail}"
+        lines = str(error).strip().splitlines()
+        return f"Error de la base de datos durante el backup: {lines[0] if lines else type(error).__name__}"
     return f"Error inesperado: {error!r}"
 
 
