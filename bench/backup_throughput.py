@@ -149,8 +149,8 @@ def pg_dump_command(schema_name: str) -> list[str]:
     from django.conf import settings
     from django.db import connection
 
-    from apps.backups.dumpers import pg_dump_arguments
-    from apps.backups.pg_clients import find_client, server_major
+    from apps.backups.engine.dumpers import pg_dump_arguments
+    from apps.backups.engine.pg_clients import find_client, server_major
 
     client = find_client("pg_dump", min_major=server_major(connection))
     return pg_dump_arguments(
@@ -160,7 +160,7 @@ def pg_dump_command(schema_name: str) -> list[str]:
 
 def plain_dump_size(command: list[str]) -> int:
     """Bytes pg_dump writes, counted by reading its output once (not timed)."""
-    from apps.backups.pg_clients import libpq_environment
+    from apps.backups.engine.pg_clients import libpq_environment
 
     size = 0
     with subprocess.Popen(command, stdout=subprocess.PIPE, env=libpq_environment()) as process:
@@ -172,7 +172,7 @@ def plain_dump_size(command: list[str]) -> int:
 
 
 def bare_pg_dump_run(command: list[str]) -> Run:
-    from apps.backups.pg_clients import libpq_environment
+    from apps.backups.engine.pg_clients import libpq_environment
 
     environment = libpq_environment()
     started = time.perf_counter()
@@ -212,7 +212,7 @@ def worker_main(schema_name: str) -> None:
 
 def our_environment(work_dir: Path, style: str) -> tuple[dict[str, str], Path]:
     """Environment for ``backup_clinics``: a temporary storage and a fresh age key."""
-    from apps.backups.crypto import identity_file_create
+    from apps.backups.engine.crypto import identity_file_create
 
     identity_file = work_dir / "age" / "identity.txt"
     if not identity_file.exists():

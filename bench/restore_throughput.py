@@ -68,7 +68,7 @@ def bare_psql_seconds(dump: Path) -> float:
     import psycopg
     from psycopg import sql
 
-    from apps.backups.pg_clients import find_client, libpq_environment, libpq_params
+    from apps.backups.engine.pg_clients import find_client, libpq_environment, libpq_params
 
     scratch = f"bench_restore_{os.getpid()}"
     admin = libpq_params() | {"dbname": "postgres"}
@@ -78,7 +78,7 @@ def bare_psql_seconds(dump: Path) -> float:
         environment = libpq_environment() | {"PGDATABASE": scratch}
         from django.db import connection
 
-        from apps.backups.pg_clients import server_major
+        from apps.backups.engine.pg_clients import server_major
 
         psql = find_client("psql", min_major=server_major(connection))
         started = time.perf_counter()
@@ -99,7 +99,7 @@ def leftovers_drop(schema_name: str) -> None:
 
     from django.utils import timezone
 
-    from apps.backups.restore import incoming_drop, restore_leftover_schemas
+    from apps.backups.restore.swap import incoming_drop, restore_leftover_schemas
 
     for name in restore_leftover_schemas(older_than=timezone.now() + timedelta(days=1)):
         if name.startswith(f"{schema_name}_"):

@@ -40,8 +40,8 @@ from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_databases, teardown_databases  # noqa: E402
 
-from apps.backups.monitoring import backup_status_list  # noqa: E402
-from apps.backups.scheduling_selectors import backups_due  # noqa: E402
+from apps.backups.monitoring.status import backup_status_list  # noqa: E402
+from apps.backups.scheduling.selectors import backups_due  # noqa: E402
 from apps.tenants.models import Clinic  # noqa: E402
 from apps.tenants.services import clinic_clone, clinic_create, clinic_template_dump  # noqa: E402
 

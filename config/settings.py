@@ -149,7 +149,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "apps.backups.exception_handler.api_exception_handler",
+    "EXCEPTION_HANDLER": "apps.backups.api.exception_handler.api_exception_handler",
 }
 
 SIMPLE_JWT = {

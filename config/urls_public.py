@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from apps.backups.monitoring_views import backup_health
+from apps.backups.monitoring.views import backup_health
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -12,7 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("apps.users.urls")),
     path("api/admin/", include("apps.clinic_admin.urls")),
-    path("api/backups/", include("apps.backups.urls")),
+    path("api/backups/", include("apps.backups.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core import checks
 
-from apps.backups import crypto
+from apps.backups.engine import crypto
 from apps.backups.errors import EncryptionError
 
 

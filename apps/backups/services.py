@@ -18,23 +18,23 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from apps.backups import crypto
-from apps.backups.dumpers import json_dump_chunks, pg_dump_stream
-from apps.backups.errors import BackupError, BackupNotAvailableError, BackupTooLargeError, DumpError, size_text
-from apps.backups.manifest import manifest_build, manifest_bytes
-from apps.backups.models import BackupDownload, BackupRecord
-from apps.backups.naming import (
+from apps.backups.engine import crypto
+from apps.backups.engine.dumpers import json_dump_chunks, pg_dump_stream
+from apps.backups.engine.manifest import manifest_build, manifest_bytes
+from apps.backups.engine.naming import (
     backup_file_name,
     manifest_path_for,
     object_path,
     stored_object_name,
     validate_schema_name,
 )
-from apps.backups.pg_clients import find_client, server_major, server_version_text
-from apps.backups.pipeline import StoredBytes, open_plain, store_stream, verify_stored
-from apps.backups.snapshot import SchemaSnapshot, schema_snapshot
+from apps.backups.engine.pg_clients import find_client, server_major, server_version_text
+from apps.backups.engine.pipeline import StoredBytes, open_plain, store_stream, verify_stored
+from apps.backups.engine.snapshot import SchemaSnapshot, schema_snapshot
+from apps.backups.engine.streams import IterableReader
+from apps.backups.errors import BackupError, BackupNotAvailableError, BackupTooLargeError, DumpError, size_text
+from apps.backups.models import BackupDownload, BackupRecord
 from apps.backups.storage import BackupStorage, get_backup_storage
-from apps.backups.streams import IterableReader
 
 logger = logging.getLogger(__name__)
 

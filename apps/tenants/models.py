@@ -46,7 +46,7 @@ class Clinic(TenantMixin):
     next_scheduled_backup = models.DateTimeField(
         null=True, blank=True, help_text="Fecha y hora exacta programada para el próximo backup."
     )
-    # Back-off of the automatic backups (apps.backups.scheduling): a failing
+    # Back-off of the automatic backups (apps.backups.scheduling.rules): a failing
     # clinic is retried later, not every minute.
     backup_failures = models.PositiveIntegerField(
         default=0, help_text="Backups automáticos fallidos seguidos (0 tras un éxito)."

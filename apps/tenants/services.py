@@ -62,7 +62,7 @@ def clinic_create(*, schema_name: str, name: str, domain: str, time_zone: str | 
 
 def clinic_template_dump(*, template: Clinic) -> str:
     """The template clinic's schema as SQL (tables, sequences, rows), for ``clinic_clone``."""
-    from apps.backups.pg_clients import find_client, libpq_environment, server_major
+    from apps.backups.engine.pg_clients import find_client, libpq_environment, server_major
 
     client = find_client("pg_dump", min_major=server_major(connection))
     result = subprocess.run(

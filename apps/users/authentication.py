@@ -26,7 +26,7 @@ def ensure_token_belongs_to_current_clinic(token) -> None:
 
 def ensure_token_issued_after_last_restore(token) -> None:
     """A restore may change users and roles: sessions from before it end."""
-    from apps.backups.restore import last_restore_at
+    from apps.backups.restore.swap import last_restore_at
 
     restored_at = last_restore_at()
     if restored_at and token.get("iat", 0) < int(restored_at.timestamp()):

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from apps.backups.errors import StorageError
 
-CHUNK_SIZE = 64 * 1024  # see apps.backups.pipeline.CHUNK_SIZE
+CHUNK_SIZE = 64 * 1024  # see apps.backups.engine.pipeline.CHUNK_SIZE
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from apps.backups.management.commands._time import parse_now
-from apps.backups.monitoring import backup_status_list
+from apps.backups.monitoring.status import backup_status_list
 
 
 def _age(now, moment) -> str:

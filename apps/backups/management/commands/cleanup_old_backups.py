@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.management.commands._time import parse_now
-from apps.backups.retention import backups_cleanup
+from apps.backups.scheduling.retention import backups_cleanup
 
 
 class Command(BaseCommand):

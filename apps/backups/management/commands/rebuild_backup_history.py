@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.backups.recovery import backup_history_rebuild
+from apps.backups.restore.recovery import backup_history_rebuild
 from apps.tenants.models import Clinic
 
 

@@ -3,7 +3,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
-from apps.backups.restore import backup_restore
+from apps.backups.restore.swap import backup_restore
 from apps.backups.services import backup_get_available
 from apps.tenants.models import Clinic
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.errors import BackupError
-from apps.backups.recovery import clinic_recover_from_storage, stored_manifests
+from apps.backups.restore.recovery import clinic_recover_from_storage, stored_manifests
 from apps.backups.storage import get_backup_storage
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.backups.recovery import restore_drill
+from apps.backups.restore.recovery import restore_drill
 from apps.tenants.selectors import clinics_for_backup
 
 

@@ -4,8 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.interrupts import stop_on_sigterm, stop_requested
 from apps.backups.management.commands._time import parse_now
-from apps.backups.scheduling_run import ScheduledOutcome, scheduled_backups_run
-from apps.backups.scheduling_selectors import DueBackup
+from apps.backups.scheduling.run import ScheduledOutcome, scheduled_backups_run
+from apps.backups.scheduling.selectors import DueBackup
 from apps.backups.storage import get_backup_storage
 
 

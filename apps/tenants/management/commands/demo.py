@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 from django_tenants.utils import tenant_context
 
-from apps.backups import crypto
+from apps.backups.engine import crypto
 from apps.backups.models import BackupRecord
 from apps.tenants.demo import demo_clinics_ensure
 from apps.tenants.selectors import clinic_row_counts

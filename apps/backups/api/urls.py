@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.backups.views import (
+from apps.backups.api.views import (
     BackupHistoryListView,
     CreateBackupView,
     DownloadBackupView,

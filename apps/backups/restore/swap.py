@@ -33,11 +33,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
+from apps.backups.engine.naming import validate_schema_name
+from apps.backups.engine.pg_clients import find_client, server_major
+from apps.backups.engine.psql import psql_run
 from apps.backups.errors import BackupError, RestoreError, size_text
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
-from apps.backups.naming import validate_schema_name
-from apps.backups.pg_clients import find_client, server_major
-from apps.backups.psql import psql_run
 
 logger = logging.getLogger(__name__)
 

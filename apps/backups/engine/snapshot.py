@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from apps.backups.engine.naming import validate_schema_name
+from apps.backups.engine.pg_clients import libpq_params
 from apps.backups.errors import DumpError
-from apps.backups.naming import validate_schema_name
-from apps.backups.pg_clients import libpq_params
 
 APPLICATION_NAME = "psicoadmin-backup-snapshot"  # how operators spot it in pg_stat_activity
 

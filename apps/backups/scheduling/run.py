@@ -25,9 +25,9 @@ from django_tenants.utils import schema_context
 from apps.backups.errors import BackupError, BackupInterruptedError
 from apps.backups.interrupts import stop_requested
 from apps.backups.models import BackupRecord
-from apps.backups.scheduling import DISABLED, SCHEDULED, backup_due_slot, retry_delay
-from apps.backups.scheduling_claims import LeaseKeeper, slot_claim, slot_finish, slot_release, worker_name
-from apps.backups.scheduling_selectors import DueBackup, backups_due
+from apps.backups.scheduling.claims import LeaseKeeper, slot_claim, slot_finish, slot_release, worker_name
+from apps.backups.scheduling.rules import DISABLED, SCHEDULED, backup_due_slot, retry_delay
+from apps.backups.scheduling.selectors import DueBackup, backups_due
 from apps.backups.services import backup_create
 from apps.tenants.models import Clinic
 

@@ -15,7 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from apps.backups.monitoring import clinics_overdue
+from apps.backups.monitoring.status import clinics_overdue
 
 
 def _authorized(request: HttpRequest) -> bool:

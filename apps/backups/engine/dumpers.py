@@ -19,12 +19,12 @@ from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connections, transaction
 
+from apps.backups.engine.naming import validate_schema_name
+from apps.backups.engine.pg_clients import PgClient, libpq_environment
 from apps.backups.errors import BackupInterruptedError, DumpError
 from apps.backups.interrupts import child_forget, child_register, stop_requested
-from apps.backups.naming import validate_schema_name
-from apps.backups.pg_clients import PgClient, libpq_environment
 
-CHUNK_SIZE = 64 * 1024  # see apps.backups.pipeline.CHUNK_SIZE
+CHUNK_SIZE = 64 * 1024  # see apps.backups.engine.pipeline.CHUNK_SIZE
 READER_ALIAS = "backup_reader"
 STDERR_TAIL_LINES = 20
 

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection
 
-from apps.backups.naming import validate_schema_name
-from apps.backups.scheduling import backup_missed_since, backup_next_due
+from apps.backups.engine.naming import validate_schema_name
+from apps.backups.scheduling.rules import backup_missed_since, backup_next_due
 from apps.tenants.models import Clinic
 from apps.tenants.selectors import clinics_for_backup
 

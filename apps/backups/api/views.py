@@ -1,5 +1,5 @@
 """The backup API of a clinic (on the clinic's own domain). Thin: parse, call
-one service, render. Errors are rendered by ``apps.backups.exception_handler``."""
+one service, render. Errors are rendered by ``apps.backups.api.exception_handler``."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.backups.models import BackupRecord
-from apps.backups.responses import backup_file_response
-from apps.backups.restore import backup_restore, upload_restore, upload_size_check
-from apps.backups.serializers import (
+from apps.backups.api.responses import backup_file_response
+from apps.backups.api.serializers import (
     BackupCreatedSerializer,
     BackupRecordSerializer,
     BackupRestoreSerializer,
     RestoreRequestSerializer,
     RestoreResponseSerializer,
 )
+from apps.backups.models import BackupRecord
+from apps.backups.restore.swap import backup_restore, upload_restore, upload_size_check
 from apps.backups.services import backup_create, backup_download_record, backup_get_available
 from apps.backups.storage import get_backup_storage
 from apps.clinic_admin.permissions import IsClinicAdmin

@@ -20,9 +20,9 @@ from typing import BinaryIO
 import pyrage
 import zstandard
 
+from apps.backups.engine.streams import MeasuringReader, MeasuringWriter
 from apps.backups.errors import EncryptionError, IntegrityError
 from apps.backups.storage import BackupStorage
-from apps.backups.streams import MeasuringReader, MeasuringWriter
 
 # 64 KiB: big enough for throughput, small enough that glibc reuses the buffers
 # instead of mapping fresh memory for every chunk (measured: 1 MiB chunks cost

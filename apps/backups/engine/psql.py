@@ -7,8 +7,8 @@ import subprocess
 import threading
 from collections.abc import Iterable
 
+from apps.backups.engine.pg_clients import PgClient, libpq_environment
 from apps.backups.errors import RestoreError
-from apps.backups.pg_clients import PgClient, libpq_environment
 
 STDERR_TAIL_LINES = 20
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from apps.backups.engine.pipeline import StoredBytes
+from apps.backups.engine.snapshot import SchemaSnapshot
 from apps.backups.models import BackupRecord
-from apps.backups.pipeline import StoredBytes
-from apps.backups.snapshot import SchemaSnapshot
 
 MANIFEST_VERSION = 1
 

@@ -1,6 +1,6 @@
 """Disaster recovery and restore drills: working from the bucket alone.
 
-Every backup has a manifest beside it (``apps.backups.manifest``), so the
+Every backup has a manifest beside it (``apps.backups.engine.manifest``), so the
 storage is enough to list a clinic's backups, restore one into a database that
 has lost the clinic (recreating its row and domains), rebuild its backup
 history, and check that backups really restore.
@@ -17,12 +17,12 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
-from apps.backups import crypto
+from apps.backups.engine import crypto
+from apps.backups.engine.naming import MANIFEST_SUFFIX, validate_schema_name
+from apps.backups.engine.pipeline import open_plain
 from apps.backups.errors import BackupError, RestoreError
 from apps.backups.models import BackupRecord, BackupRestore
-from apps.backups.naming import MANIFEST_SUFFIX, validate_schema_name
-from apps.backups.pipeline import open_plain
-from apps.backups.restore import (
+from apps.backups.restore.swap import (
     DumpSource,
     incoming_drop,
     incoming_load_json,
@@ -213,7 +213,7 @@ def _row_counts(schema_name: str) -> dict[str, int]:
 
 
 def _json_tables() -> set[str]:
-    from apps.backups.dumpers import json_models
+    from apps.backups.engine.dumpers import json_models
 
     tables = set()
     for model in json_models():

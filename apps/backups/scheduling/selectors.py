@@ -8,7 +8,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Q
 
-from apps.backups.scheduling import DAILY, SCHEDULED, WEEKLY, backup_due_slot
+from apps.backups.scheduling.rules import DAILY, SCHEDULED, WEEKLY, backup_due_slot
 from apps.tenants.models import Clinic
 
 DUE_FIELDS = ("id", "schema_name", "name", "backup_schedule", "time_zone", "last_backup_at", "next_scheduled_backup")

@@ -29,11 +29,11 @@ from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.engine.naming import MANIFEST_SUFFIX, parse_file_name
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
-from apps.backups.monitoring import schemas_with_backup_table
-from apps.backups.naming import MANIFEST_SUFFIX, parse_file_name
-from apps.backups.scheduling import clinic_zone, week_sunday
+from apps.backups.monitoring.status import schemas_with_backup_table
+from apps.backups.scheduling.rules import clinic_zone, week_sunday
 from apps.backups.services import stale_backups_fail
 from apps.backups.storage import BackupStorage, get_backup_storage
 from apps.tenants.models import Clinic, ScheduledBackupClaim
@@ -93,7 +93,7 @@ def backups_expired(*, records: Iterable[BackupRecord], time_zone: str, now: dat
 
 def backups_cleanup(*, now: datetime | None = None, dry_run: bool = False) -> CleanupReport:
     """Apply retention to every clinic, sweep orphans and old restore leftovers."""
-    from apps.backups.restore import restore_leftover_schemas_drop
+    from apps.backups.restore.swap import restore_leftover_schemas_drop
 
     now = now or timezone.now()
     report = CleanupReport(dry_run=dry_run)
