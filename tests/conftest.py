@@ -25,7 +25,7 @@ from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
-from apps.backups.restore import restore_leftover_schemas_drop
+from apps.backups.restore.swap import restore_leftover_schemas_drop
 from apps.tenants.demo_data import demo_data_generate
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_create

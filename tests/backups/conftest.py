@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.backups import crypto
+from apps.backups.engine import crypto
 
 
 def stored_files(root: Path) -> list[Path]:
@@ -60,7 +60,7 @@ def fake_pg_dump(settings, tmp_path, real_pg_dump):
 def real_pg_dump() -> str:
     from django.db import connection
 
-    from apps.backups.pg_clients import find_client, server_major
+    from apps.backups.engine.pg_clients import find_client, server_major
 
     os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
     return find_client("pg_dump", min_major=server_major(connection)).path

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
-from apps.backups.pg_clients import find_client, libpq_params
+from apps.backups.engine.pg_clients import find_client, libpq_params
 
 
 def table_hashes(schema: str, *, dbname: str | None = None, exclude_prefix: str = "backups_") -> dict[str, str]:
@@ -48,7 +48,7 @@ def psql_load(dump: bytes, dbname: str) -> None:
     """Replay a plain SQL dump with psql, in one transaction, stopping at the first error."""
     from django.db import connection
 
-    from apps.backups.pg_clients import server_major
+    from apps.backups.engine.pg_clients import server_major
 
     # The dump came from the pg_dump chosen for this server: the same rule picks its psql.
     psql = find_client("psql", min_major=server_major(connection))

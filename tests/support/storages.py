@@ -3,7 +3,7 @@ BACKUP_STORAGE_BACKEND like any other backend."""
 
 from contextlib import contextmanager
 
-from apps.backups.naming import MANIFEST_SUFFIX
+from apps.backups.engine.naming import MANIFEST_SUFFIX
 from apps.backups.storage.local import LocalBackupStorage
 
 

@@ -8,7 +8,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.services import backup_create, backup_open_plain
-from tests.backups.test_restore import RESTORE_URL, change_clinic_data, schemas
+from tests.backups.restore.test_swap import RESTORE_URL, change_clinic_data, schemas
 from tests.support.database import table_hashes
 
 PWNED = Path("/tmp/psicoadmin-pwned")

@@ -12,11 +12,11 @@ from django.core.management import call_command
 from django.db import connection
 from django_tenants.utils import schema_context
 
+from apps.backups.engine.pipeline import store_stream
+from apps.backups.engine.snapshot import APPLICATION_NAME, schema_snapshot
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
-from apps.backups.pipeline import store_stream
 from apps.backups.services import backup_create, backup_open_plain
-from apps.backups.snapshot import APPLICATION_NAME, schema_snapshot
 from apps.backups.storage.local import LocalBackupStorage
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_create

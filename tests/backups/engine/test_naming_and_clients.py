@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
+from apps.backups.engine.naming import backup_file_name, parse_file_name, stored_object_name, validate_schema_name
+from apps.backups.engine.pg_clients import candidate_dirs, client_versions, find_client, server_major
 from apps.backups.errors import DumpError, StorageError, size_text
-from apps.backups.naming import backup_file_name, parse_file_name, stored_object_name, validate_schema_name
-from apps.backups.pg_clients import candidate_dirs, client_versions, find_client, server_major
 from apps.backups.storage.base import validate_object_path
 from tests.backups.conftest import write_script
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord
-from apps.backups.monitoring import backup_status_list
+from apps.backups.monitoring.status import backup_status_list
 from apps.tenants.models import Clinic, Domain
 from apps.users.models import User
 

@@ -10,7 +10,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups.errors import RestoreError
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
-from apps.backups.restore import backup_restore
+from apps.backups.restore.swap import backup_restore
 from apps.backups.services import backup_create
 from apps.clinical_history.models import SessionNote
 from apps.payment_system.models import Payment
@@ -106,7 +106,7 @@ def test_tokens_issued_before_a_restore_stop_working(committed):
 
 
 def test_a_failing_psql_mid_restore_leaves_the_clinic_exactly_as_before(committed, settings, tmp_path):
-    from apps.backups.pg_clients import find_client, server_major
+    from apps.backups.engine.pg_clients import find_client, server_major
 
     alfa = committed["alfa"]
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
@@ -135,7 +135,7 @@ head -c 60000 | {real_psql} "$@"
 
 
 def test_a_killed_psql_leaves_the_clinic_exactly_as_before(committed, settings, tmp_path):
-    from apps.backups.pg_clients import find_client, server_major
+    from apps.backups.engine.pg_clients import find_client, server_major
 
     alfa = committed["alfa"]
     record = backup_create(clinic=alfa.clinic, backup_type="manual")

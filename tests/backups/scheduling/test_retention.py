@@ -10,8 +10,8 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
+from apps.backups.engine.naming import backup_file_name, manifest_path_for, object_path, stored_object_name
 from apps.backups.models import BackupRecord
-from apps.backups.naming import backup_file_name, manifest_path_for, object_path, stored_object_name
 from apps.backups.storage import get_backup_storage
 from apps.tenants.models import Clinic
 

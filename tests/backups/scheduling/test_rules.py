@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.backups.scheduling import backup_due_slot, backup_next_due, retry_delay, week_sunday
+from apps.backups.scheduling.rules import backup_due_slot, backup_next_due, retry_delay, week_sunday
 
 
 def utc(*args) -> datetime:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord
-from apps.backups.scheduling_selectors import backups_due
+from apps.backups.scheduling.selectors import backups_due
 from apps.tenants.models import Clinic, ScheduledBackupClaim
 
 NOW = datetime(2025, 11, 25, 3, 0, tzinfo=UTC)  # a Tuesday
