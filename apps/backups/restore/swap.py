@@ -123,18 +123,46 @@ def _framed(head: bytes, chunks: Iterable[bytes], tail: bytes) -> Iterator[bytes
 
 
 def incoming_load_json(*, incoming: str, source: DumpSource) -> None:
-    """Create ``incoming`` with every migration and load the JSON into it."""
+    """Create ``incoming`` with every migration and load the JSON into it.
+
+    A JSON backup carries the clinic's content types, permissions and groups
+    (with their original ids, which users' permission and group links use):
+    the ones the migrations just created are replaced by them, then those of
+    models newer than the backup are added back."""
     _incoming_create_and_migrate(incoming)
     with schema_context(incoming), transaction.atomic():
         try:
             # Django's JSON deserializer reads the whole document anyway.
             text = b"".join(source.chunks).decode("utf-8")
+            if '"model": "contenttypes.contenttype"' in text:
+                _auth_catalog_clear(incoming)
             objects = serializers.deserialize("json", text, ignorenonexistent=False)
             for obj in objects:
                 obj.save()
         except serializers.base.DeserializationError as error:
             raise RestoreError(f"El JSON del backup no se puede cargar: {error}") from None
         _sequences_reset()
+        _auth_catalog_complete()
+
+
+def _auth_catalog_clear(schema_name: str) -> None:
+    tables = ("auth_group_permissions", "auth_group", "auth_permission", "django_content_type")
+    qualified = ", ".join(f"{_quote(schema_name)}.{table}" for table in tables)  # never public's
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {qualified} RESTART IDENTITY CASCADE")
+    ContentType.objects.clear_cache()
+
+
+def _auth_catalog_complete() -> None:
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.contenttypes.management import create_contenttypes
+
+    ContentType.objects.clear_cache()
+    for app_config in apps.get_app_configs():
+        create_contenttypes(app_config, verbosity=0)
+        create_permissions(app_config, verbosity=0)
+    ContentType.objects.clear_cache()
 
 
 def _incoming_create_and_migrate(incoming: str) -> None:
@@ -152,7 +180,8 @@ def migrate_forward(schema_name: str) -> None:
 def _sequences_reset() -> None:
     from django.apps import apps
 
-    models = [model for label in settings.CLINIC_DATA_APPS for model in apps.get_app_config(label).get_models()]
+    labels = [*settings.CLINIC_DATA_APPS, "auth", "contenttypes"]
+    models = [model for label in labels for model in apps.get_app_config(label).get_models()]
     statements = connection.ops.sequence_reset_sql(no_style(), models)
     with connection.cursor() as cursor:
         for statement in statements:

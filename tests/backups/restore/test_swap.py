@@ -496,3 +496,105 @@ def test_disaster_recovery_into_a_fresh_database(committed, settings, age_key, t
         assert data == {t: h for t, h in original.items() if not t.startswith("backups_")}
         assert int(recovered["backups_backuprecord"].split(":")[0]) == 1
         assert int(recovered["backups_backuprestore"].split(":")[0]) == 1
+
+
+def test_restore_drill_gives_every_clinic_its_line_whatever_failed_before(committed, settings, capsys):
+    import json
+
+    from django.core.management import CommandError
+
+    alfa_record = backup_create(clinic=committed["alfa"].clinic, backup_type="manual")
+    backup_create(clinic=committed["beta"].clinic, backup_type="manual")
+    # alfa's manifest lost its row counts: an unexpected (non-BackupError) failure.
+    manifest_path = settings.BACKUP_LOCAL_ROOT / alfa_record.manifest_path
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["row_counts"]
+    manifest_path.write_text(json.dumps(manifest))
+
+    with pytest.raises(CommandError, match="1 clínica"):
+        call_command("restore_drill", "alfa", "beta")
+    captured = capsys.readouterr()
+    assert "❌ alfa: error inesperado (KeyError)" in captured.err
+    assert "✅ beta" in captured.out
+    assert not [name for name in schemas() if "_drill_" in name]
+
+
+def test_restore_drill_refuses_a_schema_that_is_not_a_clinic(committed, capsys):
+    from django.core.management import CommandError
+
+    backup_create(clinic=committed["beta"].clinic, backup_type="manual")
+    with pytest.raises(CommandError, match="Clínicas desconocidas: nadie"):
+        call_command("restore_drill", "beta", "nadie")
+    assert "✅" not in capsys.readouterr().out  # nothing drilled: the operator's list was wrong
+
+
+def test_a_server_fault_answers_5xx_with_a_message_for_the_admin_and_the_detail_only_in_the_log(
+    committed, settings, tmp_path, caplog
+):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-psql-here")  # no psql to restore with
+    client = alfa.admin_client()
+    before = table_hashes("alfa")
+
+    response = client.post(RESTORE_URL, {"backup_id": record.pk}, format="json")
+
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert "error del servidor" in error and str(tmp_path) not in error and "psql" not in error
+    assert str(tmp_path) in caplog.text  # the operator's detail
+    assert table_hashes("alfa") == before
+    with schema_context("alfa"):
+        failed = BackupRestore.objects.get()
+    assert failed.status == "failed" and str(tmp_path) not in failed.error
+
+
+def auth_links(schema: str) -> dict[str, set]:
+    """Who is in which group, and which permissions groups and users hold, by name."""
+    from django.contrib.auth.models import Group
+
+    from apps.users.models import User
+
+    with schema_context(schema):
+        return {
+            "groups": set(Group.objects.values_list("name", "permissions__codename")),
+            "members": set(User.groups.through.objects.values_list("user__email", "group__name")),
+            "direct": set(User.user_permissions.through.objects.values_list("user__email", "permission__codename")),
+        }
+
+
+def test_json_round_trip_keeps_groups_permissions_and_their_links(committed, settings, tmp_path):
+    from django.contrib.auth.models import Group, Permission
+
+    alfa = committed["alfa"]
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-pg-dump")
+    try:
+        with schema_context("alfa"):
+            group = Group.objects.create(name="Recepción y caja")
+            group.permissions.add(*Permission.objects.filter(codename__in=["view_professional", "add_payment"]))
+            alfa.staff.groups.add(group)
+            alfa.staff.user_permissions.add(Permission.objects.get(codename="change_appointment"))
+        before = auth_links("alfa")
+        assert before["members"] == {(alfa.staff.email, "Recepción y caja")}
+        record = backup_create(clinic=alfa.clinic, backup_type="manual")
+        assert record.format == "json" and record.status == "succeeded"
+        with schema_context("alfa"):
+            Group.objects.all().delete()
+            alfa.staff.user_permissions.clear()
+
+        restore = backup_restore(clinic=alfa.clinic, record=record)
+
+        assert restore.status == "succeeded"
+        assert auth_links("alfa") == before
+    finally:
+        with schema_context("alfa"):
+            Group.objects.all().delete()
+            alfa.staff.user_permissions.clear()
+
+
+def test_restore_drill_of_a_json_backup_matches_its_manifest(committed, settings, tmp_path, capsys):
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-pg-dump")
+    record = backup_create(clinic=committed["beta"].clinic, backup_type="manual")
+    assert record.format == "json"
+    call_command("restore_drill", "beta")
+    assert "✅ beta" in capsys.readouterr().out
