@@ -66,6 +66,12 @@ class RestoreFailedError(RestoreError):
     )
 
 
+class UploadSpaceError(RestoreError):
+    """The server has no room to receive an upload (its temporary folder is full)."""
+
+    status_code = 507
+
+
 class ClinicBusyError(BackupError):
     """Another backup, restore, drill or recovery of the same clinic holds it
     (``apps.backups.locking``): refused at once, nothing was done. Try again later."""

@@ -44,6 +44,7 @@ from apps.backups.storage import BackupStorage, get_backup_storage
 logger = logging.getLogger(__name__)
 
 COMPRESSION = "zstd"
+STORAGE_CLOCK_MARGIN_MINUTES = 10
 
 
 def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None = None) -> BackupRecord:
@@ -244,9 +245,19 @@ def _discard(record: BackupRecord, storage: BackupStorage) -> None:
 def stale_backups_fail(*, storage: BackupStorage, schema_name: str) -> int:
     """Mark ``running`` records whose worker died as failed, remove their objects
     and the temporaries of their interrupted writes. Runs in the clinic's schema."""
-    limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
-    storage.abandoned_writes_remove(f"{schema_name}/", older_than=limit)
-    stale = list(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, created_at__lt=limit))
+    now = timezone.now()
+    limit = now - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+    running = list(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING))
+    stale = [record for record in running if record.created_at < limit]
+    temporaries_limit = limit
+    if stale:
+        # The dead backups' temporaries go with their records, however recently they
+        # were last written. A live backup writes its temporary only after creating its
+        # record, so what is older than the oldest live record is no live backup's
+        # (with a margin for the storage's clock).
+        live_since = min((record.created_at for record in running if record.created_at >= limit), default=now)
+        temporaries_limit = max(limit, live_since - timedelta(minutes=STORAGE_CLOCK_MARGIN_MINUTES))
+    storage.abandoned_writes_remove(f"{schema_name}/", older_than=temporaries_limit)
     for record in stale:
         _discard(record, storage)
         _finish(record, status=BackupRecord.Status.FAILED, error="Interrumpido: el proceso terminó sin completarlo.")
