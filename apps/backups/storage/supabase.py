@@ -15,6 +15,7 @@ no public URL is ever asked for, and the bucket must be private.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -112,8 +113,17 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
         temporary = f"{folder}/{TEMP_PREFIX}{uuid.uuid4().hex}-{name}" if folder else f"{TEMP_PREFIX}{name}"
         descriptor, spool_path = tempfile.mkstemp(prefix="psico-backup-", dir=self.spool_dir)
         try:
-            with os.fdopen(descriptor, "wb") as spool:
-                yield spool
+            try:
+                with os.fdopen(descriptor, "wb") as spool:
+                    yield spool
+            except OSError as error:
+                if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise StorageError(
+                    f"El disco local está lleno: la copia temporal de la subida a Supabase no cabe en "
+                    f"{os.path.dirname(spool_path)} ({error.strerror}). Libera espacio en ese disco "
+                    f"(o apunta TMPDIR a otro con sitio para un backup comprimido)."
+                ) from None
             self._upload(spool_path, temporary)
             try:
                 self._call(f"mover {temporary}", lambda: self._move(temporary, path))

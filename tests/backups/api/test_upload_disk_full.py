@@ -3,7 +3,6 @@ and the partial temporary file removed at once (a real full filesystem: a 1 MB
 tmpfs, which needs root to mount)."""
 
 import os
-import subprocess
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -11,19 +10,13 @@ from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRestore
 from tests.support.database import table_hashes
+from tests.support.disks import small_tmpfs
 
 
 @pytest.fixture
 def full_disk(tmp_path):
-    folder = tmp_path / "tmpfs"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tmpfs") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "--lazy", str(folder)], check=True)  # lazy: even if a file is still open
 
 
 def test_a_restore_upload_on_a_full_temporary_folder_answers_507_and_keeps_no_space(committed, settings, full_disk):
