@@ -181,3 +181,17 @@ def committed_alfa():
     from apps.tenants.models import Clinic
 
     return Clinic.objects.get(schema_name="alfa")
+
+
+def test_loads_started_in_the_same_second_never_share_a_schema_name():
+    from django.utils import timezone
+
+    from apps.backups.restore.swap import _LEFTOVER_RE, INCOMING_MARK, PARKING_MARK, side_schema_name
+
+    when = timezone.now()
+    longest = "c" * 63
+    for schema in ("alfa", longest):
+        for mark in (INCOMING_MARK, PARKING_MARK, "_drill_"):
+            names = {side_schema_name(schema, mark, when, unique=True) for _ in range(40)}
+            assert len(names) > 30  # 4 random hex digits: a clash is rare, and a clash fails CREATE/RENAME
+            assert all(len(name) <= 63 and _LEFTOVER_RE.match(name) for name in names)
