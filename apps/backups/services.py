@@ -121,7 +121,8 @@ def _dump_and_store(
                 client=client, schema_name=schema_name, sql_style=record.sql_style, snapshot_id=snapshot.snapshot_id
             ) as output:
                 # The plain stream, whatever dumper wrote it: COPY blocks are counted as they pass.
-                source = counted = CopyRowCounter(output) if record.sql_style == "copy" else output
+                counted = CopyRowCounter(output) if record.sql_style == "copy" else None
+                source = counted or output
                 try:
                     stored = _store(record, schema_name, "sql", source, **options)
                 except DumpError as error:
