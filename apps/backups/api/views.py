@@ -172,7 +172,7 @@ class RestoreBackupFromFileView(APIView):
         request={"application/json": RestoreRequestSerializer, "multipart/form-data": RestoreRequestSerializer},
         responses={
             200: RestoreResponseSerializer,
-            400: error_response("Archivo ajeno a esta clínica o a este sistema, demasiado grande, o psql falló."),
+            400: error_response("Archivo ajeno a esta clínica o a este sistema, o demasiado grande."),
             **CLINIC_ADMIN_ERRORS,
             404: error_response("No hay un backup con ese id en esta clínica."),
             409: error_response("El backup no se completó, o la clínica está ocupada con otro backup o restauración."),
