@@ -117,6 +117,10 @@ def backups_cleanup(*, now: datetime | None = None, dry_run: bool = False) -> Cl
 def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datetime, report: CleanupReport) -> None:
     schema = clinic.schema_name
     with schema_context(schema):
+        # Temporaries of interrupted writes: listed (dry run too), removed by stale_backups_fail.
+        stale_limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+        for path in storage.abandoned_writes(f"{schema}/", older_than=stale_limit):
+            report.orphans.append(CleanupItem(schema, path, "temporal de una escritura interrumpida"))
         if not report.dry_run:
             stale_backups_fail(storage=storage, schema_name=schema)
         records = list(BackupRecord.objects.all())

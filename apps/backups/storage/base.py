@@ -61,10 +61,18 @@ class BackupStorage(ABC):
     def list(self, prefix: str) -> list[StoredObject]:
         """Objects whose path starts with ``prefix`` (a clinic folder, ``<schema>/``)."""
 
+    def abandoned_writes(self, prefix: str, *, older_than: datetime) -> list[str]:
+        """Temporaries (or open uploads) of writes started before ``older_than`` and never
+        finished, named for people (nothing where the service discards them itself)."""
+        return []
+
     def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
-        """Remove temporaries of writes whose process died (nothing to do where the
-        service discards incomplete uploads itself). Returns how many were removed."""
+        """Remove what :meth:`abandoned_writes` lists. Returns how many were removed."""
         return 0
+
+    def public_access_problem(self) -> str:
+        """Why the storage would let anyone read backups ("" when it would not, or cannot tell)."""
+        return ""
 
     def iter_chunks(self, path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         with self.open_read(path) as stream:

@@ -69,18 +69,25 @@ class LocalBackupStorage(BackupStorage):
         except OSError as error:
             raise StorageError(f"No se puede borrar {path} de {self.label}: {error.strerror}") from None
 
-    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
+    def abandoned_writes(self, prefix: str, *, older_than: datetime) -> list[str]:
         folder = self.root / validate_object_path(prefix.rstrip("/"))
-        removed = 0
         try:
-            for temporary in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else []:
-                modified = datetime.fromtimestamp(temporary.stat().st_mtime, tz=UTC)
-                if modified < older_than:
-                    temporary.unlink(missing_ok=True)
-                    removed += 1
+            return sorted(
+                temporary.relative_to(self.root).as_posix()
+                for temporary in (folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else [])
+                if datetime.fromtimestamp(temporary.stat().st_mtime, tz=UTC) < older_than
+            )
+        except OSError as error:
+            raise StorageError(f"No se pueden leer los temporales de {prefix}: {error.strerror}") from None
+
+    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
+        stale = self.abandoned_writes(prefix, older_than=older_than)
+        try:
+            for path in stale:
+                (self.root / path).unlink(missing_ok=True)
         except OSError as error:
             raise StorageError(f"No se pueden borrar temporales de {prefix}: {error.strerror}") from None
-        return removed
+        return len(stale)
 
     def exists(self, path: str) -> bool:
         return self._full_path(path).is_file()

@@ -20,8 +20,11 @@ from tests.support.fake_supabase import SERVICE_ROLE_KEY, FakeSupabaseStorage
 from tests.support.fault_proxy import FaultProxy
 from tests.support.s3_server import REGION, S3Server, s3_server_start
 
-TIMEOUT = 1  # seconds per request; the proxy's "timeout" hangs longer than this
-MAX_ATTEMPTS = 4
+TIMEOUT = 30  # seconds per request, as a deployment would use (5–12 MB parts under load)
+# Where a test injects a hang it means to see a timeout: it shortens the client's timeout
+# to this (``expect_timeouts``) and the proxy hangs a second longer.
+SHORT_TIMEOUT = 2
+MAX_ATTEMPTS = 4  # shorter than the default budget: these tests exhaust it on purpose
 
 
 @dataclass
@@ -39,7 +42,7 @@ class Backend:
 @pytest.fixture(scope="session")
 def s3_server():
     server = s3_server_start()
-    proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=TIMEOUT + 1)
+    proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=SHORT_TIMEOUT + 1)
     yield server, proxy
     proxy.close()
     server.stop()
@@ -48,7 +51,7 @@ def s3_server():
 @pytest.fixture(scope="session")
 def supabase_server(tmp_path_factory):
     server = FakeSupabaseStorage(tmp_path_factory.mktemp("supabase")).start()
-    proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=TIMEOUT + 1)
+    proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=SHORT_TIMEOUT + 1)
     yield server, proxy
     proxy.close()
     server.stop()
@@ -63,6 +66,11 @@ def _common(settings) -> dict[str, str]:
         "BACKUP_STORAGE_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
         "BACKUP_STORAGE_RETRY_BACKOFF_MS": "20",
     }
+
+
+def expect_timeouts(settings) -> None:
+    """For a test that makes the proxy hang: the client gives up after SHORT_TIMEOUT."""
+    settings.BACKUP_STORAGE_TIMEOUT = SHORT_TIMEOUT
 
 
 def use_s3(settings, server: S3Server, proxy: FaultProxy) -> Backend:
@@ -138,6 +146,7 @@ def backend(request, settings) -> Backend:
     yield chosen
     if chosen.proxy:
         chosen.proxy.reset()
+        chosen.proxy.namespace_s3_errors = False
 
 
 @pytest.fixture(params=["s3", "supabase"])
@@ -145,3 +154,4 @@ def remote(request, settings) -> Backend:
     chosen = backend_for(request.param, request, settings)
     yield chosen
     chosen.proxy.reset()
+    chosen.proxy.namespace_s3_errors = False
