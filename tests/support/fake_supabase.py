@@ -39,6 +39,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -124,9 +125,9 @@ class FakeSupabaseStorage:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def start(self) -> FakeSupabaseStorage:
+    def start(self, port: int = 0) -> FakeSupabaseStorage:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise
-        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self.server = make_server("127.0.0.1", port, self.wsgi, threaded=True)
         self.port = self.server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -136,6 +137,23 @@ class FakeSupabaseStorage:
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+            self.server = None
+
+    def restart(self, *, down_seconds: float, wait: bool = True) -> None:
+        """Stop, stay down ``down_seconds`` (connections refused), come back on the same
+        port, as the real server does on a deploy; ``restarted`` is set when it is back."""
+        self.restarted = threading.Event()
+        self.stop()
+
+        def come_back():
+            time.sleep(down_seconds)
+            self.start(self.port)
+            self.restarted.set()
+
+        thread = threading.Thread(target=come_back, daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
 
     def bucket_create(self, name: str, *, public: bool = False, file_size_limit: int | None = None) -> None:
         (self.root / name).mkdir(parents=True, exist_ok=True)
@@ -246,7 +264,8 @@ class FakeSupabaseStorage:
         limit = min(value for value in limits if value)
         declared = request.content_length
         if declared is not None and declared > limit + 64 * 1024:  # the form's own bytes aside
-            request.input_stream.read()  # drain, as a server does before answering
+            while request.stream.read(1024 * 1024):  # drain, as a server does before answering
+                pass
             return _too_large()
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f".upload-{uuid.uuid4().hex}")

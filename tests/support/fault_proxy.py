@@ -14,6 +14,7 @@ makes the ``nth`` request from now on, and the ``times - 1`` after it, fail as:
   after ``seconds`` (past the client's timeout, that is a lost reply too; under it,
   a slow server).
 
+Planned faults add up (``reset()`` clears them).
 ``reply(status, body, content_type, nth, times)`` answers the nth request with a
 canned response instead (how a real service refuses something the test server
 does not, e.g. Supabase's S3 ``EntityTooLarge``).
@@ -75,8 +76,8 @@ class FaultProxy:
         self._plan(Fault("reply", status=status, body=body, content_type=content_type), nth, times)
 
     def _plan(self, fault: Fault, nth: int, times: int) -> None:
-        with self.lock:
-            self.faults = {self.requests_seen + nth + offset: fault for offset in range(times)}
+        with self.lock:  # added to what is planned already (reset() clears)
+            self.faults.update({self.requests_seen + nth + offset: fault for offset in range(times)})
 
     def reset(self) -> None:
         with self.lock:
