@@ -19,6 +19,10 @@ Planned faults add up (``reset()`` clears them).
 canned response instead (how a real service refuses something the test server
 does not, e.g. Supabase's S3 ``EntityTooLarge``).
 
+``s3_upload_times = True`` rewrites the ``Initiated`` time of listed multipart
+uploads to when the proxy saw each one created (moto lists every upload as
+initiated in 2010, which would make every open upload look abandoned).
+
 ``namespace_s3_errors = True`` rewrites S3 error replies the way Supabase's S3
 endpoint sends them: ``<Error xmlns="http://s3.amazonaws.com/doc/2006-03-01/">``
 (moto sends a bare ``<Error>``; botocore reads the code only from a bare one).
@@ -32,12 +36,16 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CHUNK = 256 * 1024
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 _BARE_ERROR_ROOT = re.compile(rb"<Error>")
+_UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
+_UPLOAD_BLOCK = re.compile(rb"<Upload>.*?</Upload>", re.DOTALL)
+_INITIATED = re.compile(rb"<Initiated>[^<]*</Initiated>")
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.hang_seconds = hang_seconds
         self.namespace_s3_errors = False
+        self.s3_upload_times = False
+        self.upload_started: dict[bytes, str] = {}  # UploadId → ISO time the proxy saw it created
         self.lock = threading.Lock()
         self.requests_seen = 0
         self.forwarded: list[str] = []  # "METHOD path" of every request the server received
@@ -195,12 +205,32 @@ def _handler_for(proxy: FaultProxy):
                     except OSError:
                         pass  # the client gave up waiting
                     return
+                query = {part.partition("=")[0] for part in self.path.partition("?")[2].split("&")}
+                if proxy.s3_upload_times and "uploads" in query and response.status == 200:
+                    self._relay_buffered(response, self._upload_times(response.read()))
+                    return
                 if proxy.namespace_s3_errors and response.status >= 300:
                     self._relay_buffered(response, _namespaced(response.read()))
                     return
                 self._relay(response)
             finally:
                 upstream.close()
+
+        def _upload_times(self, payload: bytes) -> bytes:
+            if self.command == "POST":  # CreateMultipartUpload
+                for upload_id in _UPLOAD_ID.findall(payload):
+                    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                    proxy.upload_started[upload_id] = now
+                return payload
+
+            def real_time(block):
+                found = _UPLOAD_ID.search(block.group(0))
+                started = proxy.upload_started.get(found.group(1)) if found else None
+                if started is None:
+                    return block.group(0)
+                return _INITIATED.sub(f"<Initiated>{started}</Initiated>".encode(), block.group(0))
+
+            return _UPLOAD_BLOCK.sub(real_time, payload)  # ListMultipartUploads
 
         def _relay_buffered(self, response, payload: bytes) -> None:
             self.send_response_only(response.status, response.reason)

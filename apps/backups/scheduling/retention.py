@@ -34,7 +34,7 @@ from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
 from apps.backups.monitoring.status import schemas_with_backup_table
 from apps.backups.scheduling.rules import clinic_zone, week_sunday
-from apps.backups.services import stale_backups_fail
+from apps.backups.services import abandoned_writes_find, stale_backups_fail
 from apps.backups.storage import BackupStorage, get_backup_storage
 from apps.tenants.models import Clinic, ScheduledBackupClaim
 from apps.tenants.selectors import clinics_for_backup
@@ -118,8 +118,7 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
     schema = clinic.schema_name
     with schema_context(schema):
         # Temporaries of interrupted writes: listed (dry run too), removed by stale_backups_fail.
-        stale_limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
-        for path in storage.abandoned_writes(f"{schema}/", older_than=stale_limit):
+        for path in abandoned_writes_find(storage=storage, schema_name=schema):
             report.orphans.append(CleanupItem(schema, path, "temporal de una escritura interrumpida"))
         if not report.dry_run:
             stale_backups_fail(storage=storage, schema_name=schema)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import BinaryIO
@@ -223,23 +223,29 @@ class S3BackupStorage(RetryingCalls, BackupStorage):
             token = page["NextContinuationToken"]
         return sorted(objects, key=lambda stored: stored.path)
 
-    def _open_uploads(self, prefix: str, older_than: datetime) -> list[dict]:
+    def _open_uploads(self, prefix: str, older_than: datetime, finished_paths: Collection[str]) -> list[dict]:
         full_prefix = self.prefix + validate_object_path(prefix.rstrip("/")) + "/"
         page = self._call(
             f"listar subidas incompletas de {prefix}",
             lambda: self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full_prefix),
         )
-        return [upload for upload in page.get("Uploads", []) if upload["Initiated"] < older_than]
-
-    def abandoned_writes(self, prefix: str, *, older_than: datetime) -> list[str]:
         return [
-            f"{upload['Key'][len(self.prefix) :]} (subida multiparte abierta)"
-            for upload in self._open_uploads(prefix, older_than)
+            upload
+            for upload in page.get("Uploads", [])
+            if upload["Key"][len(self.prefix) :] in finished_paths or upload["Initiated"] < older_than
         ]
 
-    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
+    def abandoned_writes(self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()) -> list[str]:
+        return [
+            f"{upload['Key'][len(self.prefix) :]} (subida multiparte abierta)"
+            for upload in self._open_uploads(prefix, older_than, finished_paths)
+        ]
+
+    def abandoned_writes_remove(
+        self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()
+    ) -> int:
         """Abort multipart uploads a dead process left open (they cost storage, never show)."""
-        uploads = self._open_uploads(prefix, older_than)
+        uploads = self._open_uploads(prefix, older_than, finished_paths)
         for upload in uploads:
             self._abort(upload["Key"], upload["UploadId"])
         return len(uploads)

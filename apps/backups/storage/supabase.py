@@ -22,8 +22,7 @@ import json
 import os
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import BinaryIO
@@ -32,10 +31,17 @@ from urllib.parse import quote
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.backups.errors import StorageError, size_text
-from apps.backups.storage.base import CHUNK_SIZE, BackupStorage, StoredObject, validate_object_path
+from apps.backups.storage.base import (
+    CHUNK_SIZE,
+    TEMP_PREFIX,
+    BackupStorage,
+    StoredObject,
+    final_path_of_temporary,
+    temporary_name,
+    validate_object_path,
+)
 from apps.backups.storage.retry import RetryingCalls, RetryPolicy
 
-TEMP_PREFIX = ".tmp-"
 LIST_PAGE = 1000
 AUTH_HINT = (
     "revisa SUPABASE_KEY (debe ser la clave service_role del proyecto, no la anon) y las políticas "
@@ -179,7 +185,7 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
     def open_write(self, path: str) -> Iterator[BinaryIO]:
         validate_object_path(path)
         folder, _, name = path.rpartition("/")
-        temporary = f"{folder}/{TEMP_PREFIX}{uuid.uuid4().hex}-{name}" if folder else f"{TEMP_PREFIX}{name}"
+        temporary = f"{folder}/{temporary_name(name)}" if folder else temporary_name(name)
         descriptor, spool_path = tempfile.mkstemp(prefix="psico-backup-", dir=self.spool_dir)
         try:
             with os.fdopen(descriptor, "wb") as spool:
@@ -318,17 +324,20 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
                 break
         return objects
 
-    def abandoned_writes(self, prefix: str, *, older_than: datetime) -> list[str]:
+    def abandoned_writes(self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()) -> list[str]:
         folder = validate_object_path(prefix.rstrip("/"))
         self._ready()
         return [
             item.path
             for item in self._list_folder(folder, depth=8, temporaries=True)
-            if item.modified is not None and item.modified < older_than
+            if final_path_of_temporary(item.path) in finished_paths
+            or (item.modified is not None and item.modified < older_than)
         ]
 
-    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
-        stale = self.abandoned_writes(prefix, older_than=older_than)
+    def abandoned_writes_remove(
+        self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()
+    ) -> int:
+        stale = self.abandoned_writes(prefix, older_than=older_than, finished_paths=finished_paths)
         for path in stale:
             self._remove(path)
         return len(stale)

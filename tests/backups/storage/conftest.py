@@ -43,6 +43,7 @@ class Backend:
 def s3_server():
     server = s3_server_start()
     proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=SHORT_TIMEOUT + 1)
+    proxy.s3_upload_times = True  # real initiation times (moto lists them all as 2010)
     yield server, proxy
     proxy.close()
     server.stop()

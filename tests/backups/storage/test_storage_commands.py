@@ -83,3 +83,35 @@ def test_cleanup_lists_old_temporaries_dry_run_too(committed, settings, capsys):
     out = capsys.readouterr().out
     assert f"Borrado: alfa/{old.name}" in out
     assert not old.exists() and fresh.exists()
+
+
+def test_an_upload_left_open_by_a_failed_backup_is_aborted_at_once_a_running_ones_is_not(
+    committed, request, settings, capsys
+):
+    """The failure path's abort failed (storage down) or the process died after the
+    record was marked failed: that upload is provably abandoned, whatever its age."""
+    from tests.backups.storage.conftest import use_s3
+
+    s3 = use_s3(settings, *request.getfixturevalue("s3_server"))
+    storage = s3.storage()
+    now = timezone.now()
+    failed = make_backup("alfa", now - timedelta(minutes=5), status="failed")
+    running = make_backup("alfa", now - timedelta(minutes=4), status="running")
+    with schema_context("alfa"):
+        BackupRecord.objects.filter(pk=failed.pk).update(file_path="alfa/fallido.sql.zst")
+        BackupRecord.objects.filter(pk=running.pk).update(file_path="alfa/en-curso.sql.zst")
+    writers = []
+    for path in ("alfa/fallido.sql.zst", "alfa/en-curso.sql.zst"):
+        writer = storage.open_write(path)
+        writer.__enter__().write(b"x" * (6 * 1024 * 1024))  # a multipart upload is open
+        writers.append(writer)
+    assert s3.raw_keys() == ["(subida abierta) alfa/en-curso.sql.zst", "(subida abierta) alfa/fallido.sql.zst"]
+
+    call_command("cleanup_old_backups", "--dry-run")
+    assert "Se borraría: alfa/fallido.sql.zst (subida multiparte abierta)" in capsys.readouterr().out
+    call_command("cleanup_old_backups")
+    out = capsys.readouterr().out
+    assert "alfa/fallido.sql.zst (subida multiparte abierta)" in out and "en-curso" not in out
+    assert s3.raw_keys() == ["(subida abierta) alfa/en-curso.sql.zst"]
+    for writer in writers:
+        writer.__exit__(RuntimeError, RuntimeError("fin"), None)
