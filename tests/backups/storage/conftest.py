@@ -24,6 +24,7 @@ TIMEOUT = 30  # seconds per request, as a deployment would use (5–12 MB parts 
 # Where a test injects a hang it means to see a timeout: it shortens the client's timeout
 # to this (``expect_timeouts``) and the proxy hangs a second longer.
 SHORT_TIMEOUT = 2
+PAID_PLAN_UPLOAD_LIMIT = 5 * 1024**3
 MAX_ATTEMPTS = 4  # shorter than the default budget: these tests exhaust it on purpose
 
 
@@ -51,7 +52,8 @@ def s3_server():
 
 @pytest.fixture(scope="session")
 def supabase_server(tmp_path_factory):
-    server = FakeSupabaseStorage(tmp_path_factory.mktemp("supabase")).start()
+    # A paid plan's raised upload limit: the 256 MB memory test would pass the free plan's 50 MB.
+    server = FakeSupabaseStorage(tmp_path_factory.mktemp("supabase"), upload_limit=PAID_PLAN_UPLOAD_LIMIT).start()
     proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=SHORT_TIMEOUT + 1)
     yield server, proxy
     proxy.close()
