@@ -68,6 +68,7 @@ class FaultProxy:
         self.requests_seen = 0
         self.forwarded: list[str] = []  # "METHOD path" of every request the server received
         self.faults: dict[int, Fault] = {}
+        self.matched_faults: list[tuple[str, Fault]] = []  # (method and path prefix, fault)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
         self.port = self.server.server_port
@@ -75,9 +76,16 @@ class FaultProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def fail(self, kind: str, *, nth: int = 1, times: int = 1, seconds: float | None = None) -> None:
-        """Make requests nth … nth+times-1 (counted from now, 1-based) fail as ``kind``."""
-        self._plan(Fault(kind, seconds=self.hang_seconds if seconds is None else seconds), nth, times)
+    def fail(self, kind: str, *, nth: int = 1, times: int = 1, seconds: float | None = None, on: str = "") -> None:
+        """Make requests nth … nth+times-1 (counted from now, 1-based) fail as ``kind``;
+        with ``on`` (e.g. ``"POST /storage/v1/object/move"``), the next ``times`` requests
+        whose method and path start with it, whichever they are."""
+        fault = Fault(kind, seconds=self.hang_seconds if seconds is None else seconds)
+        if on:
+            with self.lock:
+                self.matched_faults += [(on, fault)] * times
+            return
+        self._plan(fault, nth, times)
 
     def reply(
         self, status: int, body: bytes, *, content_type: str = "application/xml", nth: int = 1, times: int = 1
@@ -92,10 +100,15 @@ class FaultProxy:
     def reset(self) -> None:
         with self.lock:
             self.faults = {}
+            self.matched_faults = []
 
-    def next_fault(self) -> Fault | None:
+    def next_fault(self, request_line: str = "") -> Fault | None:
         with self.lock:
             self.requests_seen += 1
+            for index, (prefix, fault) in enumerate(self.matched_faults):
+                if request_line.startswith(prefix):
+                    del self.matched_faults[index]
+                    return fault
             return self.faults.pop(self.requests_seen, None)
 
     def close(self) -> None:
@@ -111,7 +124,7 @@ def _handler_for(proxy: FaultProxy):
             pass
 
         def _any(self):
-            fault = proxy.next_fault()
+            fault = proxy.next_fault(f"{self.command} {self.path}")
             body = self._request_body()
             kind = fault.kind if fault else None
             if kind == "drop":
