@@ -180,3 +180,13 @@ with override_settings(BACKUP_STORAGE_BACKEND={backend!r}):
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "LocalBackupStorage"
     assert lines[1].startswith("ImproperlyConfigured:") and f"pip install {hint}" in lines[1]
+
+
+def test_a_slow_reply_within_the_timeout_is_waited_for_not_retried(ready):
+    """Slowness injected where it is meant: a server 1.5 s slow (under load) is within a
+    deployment's timeout, so the call succeeds on its one request."""
+    backend, storage = ready
+    before = backend.proxy.requests_seen
+    backend.proxy.fail("late-reply", nth=1, seconds=1.5)
+    assert storage.exists("alfa/x.sql.zst")
+    assert backend.proxy.requests_seen - before == 1

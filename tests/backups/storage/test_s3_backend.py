@@ -118,10 +118,24 @@ def test_a_refused_signature_also_points_at_the_region(s3, settings):
 # -- 5. a public S3 bucket is reported -------------------------------------------------------------
 
 
-def test_a_public_s3_bucket_is_a_warning_in_check(s3, s3_server):
+@pytest.mark.parametrize("how", ["acl", "policy"])
+def test_a_public_s3_bucket_is_a_warning_in_check(s3, s3_server, how):
+    import json
+
     server, _ = s3_server
+    bucket = s3.settings.BACKUP_S3_BUCKET
     assert storage_public_check(None) == []
-    server.client().put_bucket_acl(Bucket=s3.settings.BACKUP_S3_BUCKET, ACL="public-read")
+    if how == "acl":
+        server.client().put_bucket_acl(Bucket=bucket, ACL="public-read")
+    else:
+        statement = {
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/*",
+        }
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
+        server.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
     messages = storage_public_check(None)
     assert [message.id for message in messages] == ["backups.W002"]
-    assert "ACL" in messages[0].msg
+    assert ("ACL" if how == "acl" else "política") in messages[0].msg
