@@ -44,7 +44,6 @@ from apps.backups.storage import BackupStorage, get_backup_storage
 logger = logging.getLogger(__name__)
 
 COMPRESSION = "zstd"
-STORAGE_CLOCK_MARGIN_MINUTES = 10
 
 
 def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None = None) -> BackupRecord:
@@ -246,23 +245,30 @@ def _discard(record: BackupRecord, storage: BackupStorage) -> None:
 def stale_backups_fail(*, storage: BackupStorage, schema_name: str) -> int:
     """Mark ``running`` records whose worker died as failed, remove their objects
     and the temporaries of their interrupted writes. Runs in the clinic's schema."""
-    now = timezone.now()
-    limit = now - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
-    running = list(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING))
-    stale = [record for record in running if record.created_at < limit]
-    temporaries_limit = limit
-    if stale:
-        # The dead backups' temporaries go with their records, however recently they
-        # were last written. A live backup writes its temporary only after creating its
-        # record, so what is older than the oldest live record is no live backup's
-        # (with a margin for the storage's clock).
-        live_since = min((record.created_at for record in running if record.created_at >= limit), default=now)
-        temporaries_limit = max(limit, live_since - timedelta(minutes=STORAGE_CLOCK_MARGIN_MINUTES))
-    storage.abandoned_writes_remove(f"{schema_name}/", older_than=temporaries_limit)
+    limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+    stale = list(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, created_at__lt=limit))
     for record in stale:
         _discard(record, storage)
         _finish(record, status=BackupRecord.Status.FAILED, error="Interrumpido: el proceso terminó sin completarlo.")
+    # After failing them: the dead backups' temporaries go with their records in this
+    # run, however recently they were last written (their paths are now finished).
+    storage.abandoned_writes_remove(f"{schema_name}/", **_abandoned_writes_scope(limit))
     return len(stale)
+
+
+def abandoned_writes_find(*, storage: BackupStorage, schema_name: str) -> list[str]:
+    """What :func:`stale_backups_fail` would remove as left over by interrupted writes
+    (in the clinic's schema): temporaries and open uploads older than the stale limit,
+    and at any age those of backups already marked failed (provably abandoned)."""
+    limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+    return storage.abandoned_writes(f"{schema_name}/", **_abandoned_writes_scope(limit))
+
+
+def _abandoned_writes_scope(limit) -> dict:
+    # A failed backup's name is never given to another one (unique file_name), so a
+    # write still open under it belongs to a process that gave up or died.
+    failed = BackupRecord.objects.filter(status=BackupRecord.Status.FAILED).values_list("file_path", "manifest_path")
+    return {"older_than": limit, "finished_paths": {path for pair in failed for path in pair if path}}
 
 
 def backup_get_available(*, backup_id: int) -> BackupRecord:

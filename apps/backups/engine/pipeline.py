@@ -63,7 +63,7 @@ def store_stream(
                     if plain.error is not None:
                         raise plain.error from None
                     if stored.error is not None:
-                        raise stored.error from None  # the storage's own failure (a full disk)
+                        raise stored.error from None  # the storage failed, not the encryption
                     raise EncryptionError(f"Error al cifrar el backup: {error}") from None
             else:
                 shutil.copyfileobj(compressed, stored, CHUNK_SIZE)

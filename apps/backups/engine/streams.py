@@ -82,8 +82,8 @@ class MeasuringReader(io.RawIOBase):
 class MeasuringWriter(io.RawIOBase):
     """Counts and hashes what is written through it to ``target``.
 
-    An exception raised by the target (a full disk) is kept in ``error`` too,
-    because a Rust caller (pyrage) may swallow its type."""
+    An exception raised by the target (the storage failing mid-upload) is kept in
+    ``error``, because a Rust producer (pyrage) reports it as its own error."""
 
     def __init__(self, target: BinaryIO):
         self._target = target

@@ -18,19 +18,24 @@ def test_a_crashed_backups_temporary_goes_with_its_record_and_a_live_ones_stays(
     now = timezone.now()
     # Killed 7 hours after it started (its record is stale after 6 h): its temporary
     # was last written an hour ago, younger than the stale threshold.
-    dead = folder / ".tmp-0123abcd-backup-sql-beta-2020-01-01-000000.sql.zst"
+    dead = folder / ".tmp-0123abcd0123abcd0123abcd0123abcd-backup-sql-beta-2020-01-01-000000.sql.zst"
     dead.write_bytes(b"partial")
     an_hour_ago = (now - timedelta(hours=1)).timestamp()
     os.utime(dead, (an_hour_ago, an_hour_ago))
     # Another backup of the clinic, running now (started 2 minutes ago, writing).
-    live = folder / ".tmp-4567cdef-backup-sql-beta-2020-01-02-000000.sql.zst"
+    live = folder / ".tmp-4567cdef4567cdef4567cdef4567cdef-backup-sql-beta-2020-01-02-000000.sql.zst"
     live.write_bytes(b"being written")
     with schema_context("beta"):
+        # As backup_create leaves them: named (file_path) before the write starts.
         crashed = BackupRecord.objects.create(
-            file_name="backup-sql-beta-2020-01-01-000000.sql", backup_type="manual", created_at=now - timedelta(hours=8)
+            file_name="backup-sql-beta-2020-01-01-000000.sql",
+            file_path="beta/backup-sql-beta-2020-01-01-000000.sql.zst",
+            backup_type="manual",
+            created_at=now - timedelta(hours=8),
         )
         running = BackupRecord.objects.create(
             file_name="backup-sql-beta-2020-01-02-000000.sql",
+            file_path="beta/backup-sql-beta-2020-01-02-000000.sql.zst",
             backup_type="manual",
             created_at=now - timedelta(minutes=2),
         )

@@ -3,7 +3,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.errors import BackupError
-from apps.backups.restore.recovery import restore_drill
+from apps.backups.restore.recovery import DrillResult, restore_drill
 from apps.tenants.selectors import clinics_for_backup
 
 logger = logging.getLogger(__name__)
@@ -30,10 +30,8 @@ class Command(BaseCommand):
             # Every clinic gets its line, whatever happened to the one before.
             try:
                 result = restore_drill(clinic=clinic)
-            except BackupError as error:  # ClinicBusyError: another operation holds it
-                failed += 1
-                self.stderr.write(f"❌ {clinic.schema_name}: {error}")
-                continue
+            except BackupError as error:  # busy, or the storage refused the key: one line, not a traceback
+                result = DrillResult(schema_name=clinic.schema_name, error=str(error))
             except Exception as error:
                 failed += 1
                 logger.exception("Simulacro de %s fallido", clinic.schema_name)
