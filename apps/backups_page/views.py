@@ -202,13 +202,12 @@ def restore_confirm(request, pk: int):
 def restore_upload(request):
     status = 200
     form = None
+    refused = ""
     if request.method == "POST":
         try:
             upload_size_check(request.META.get("CONTENT_LENGTH"))  # before the body is read
         except BackupError as error:
-            form = UploadRestoreForm(user=request.user, clinic=request.tenant)
-            form.add_error(None, str(error))
-            status = 400
+            refused, status = str(error), 400
         else:
             rejected = CsrfViewMiddleware(lambda _request: None).process_view(request, None, (), {})
             if rejected is not None:
@@ -234,6 +233,7 @@ def restore_upload(request):
         "form": form,
         "keep_days": settings.BACKUP_RESTORE_KEEP_DAYS,
         "max_upload": settings.MAX_RESTORE_UPLOAD_SIZE,
+        "refused": refused,
     }
     return render(request, "backups_page/restore_upload.html", context, status=status)
 

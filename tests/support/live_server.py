@@ -16,7 +16,7 @@ from django.core.wsgi import get_wsgi_application
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 (the stdlib's signature)
+    def log_message(self, format, *args):
         pass
 
 
