@@ -37,12 +37,11 @@ def _browser(request, **size) -> Browser:
 
 
 def _finish(request, browser: Browser) -> None:
+    """Screenshots of every page on failure (or always, with BROWSER_SCREENSHOTS=always)."""
     try:
-        failed = any(
-            getattr(request.node, f"report_{when}", None) and getattr(request.node, f"report_{when}").failed
-            for when in ("setup", "call")
-        )
-        if failed:
+        reports = [getattr(request.node, f"report_{when}", None) for when in ("setup", "call")]
+        failed = any(report is not None and report.failed for report in reports)
+        if failed or os.environ.get("BROWSER_SCREENSHOTS") == "always":
             folder = browser.save_screenshots(request.node.name)
             print(f"\nCapturas de pantalla: {folder}")
     finally:
