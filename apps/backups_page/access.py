@@ -15,6 +15,16 @@ from apps.users.models import User
 from apps.users.sessions import ENDED_BY_RESTORE
 
 
+def password_problem(request, *, password: str) -> str | None:
+    """Why the signed-in user's password does not confirm a destructive action, if so.
+
+    A restore or a deletion needs the administrator's password again, whatever
+    the age of the session."""
+    if not request.user.check_password(password):
+        return "La contraseña no es correcta."
+    return None
+
+
 def refusal(request, *, title: str, message: str, status: int = 403):
     return render(
         request,

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
+from apps.backups_page.access import password_problem
 from apps.tenants.models import Clinic
 
 SCHEDULE_CHOICES = [
@@ -61,15 +62,16 @@ class DestructiveConfirmForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
 
-    def __init__(self, *args, user, clinic, **kwargs):
+    def __init__(self, *args, request, **kwargs):
         super().__init__(*args, **kwargs)
-        self.user = user
-        self.clinic = clinic
+        self.request = request
+        self.clinic = request.tenant
 
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
-        if not self.user.check_password(password):
-            raise forms.ValidationError("La contraseña no es correcta.")
+        problem = password_problem(self.request, password=password)
+        if problem:
+            raise forms.ValidationError(problem)
         return password
 
 

@@ -178,7 +178,7 @@ def restore_confirm(request, pk: int):
     if record.status != BackupRecord.Status.SUCCEEDED:
         messages.error(request, "Este backup no está disponible: no se completó correctamente.")
         return redirect("backups_page:index")
-    form = RestoreConfirmForm(request.POST or None, user=request.user, clinic=request.tenant)
+    form = RestoreConfirmForm(request.POST or None, request=request)
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -212,7 +212,7 @@ def restore_upload(request):
             rejected = CsrfViewMiddleware(lambda _request: None).process_view(request, None, (), {})
             if rejected is not None:
                 return rejected
-            form = UploadRestoreForm(request.POST, request.FILES, user=request.user, clinic=request.tenant)
+            form = UploadRestoreForm(request.POST, request.FILES, request=request)
             if form.is_valid():
                 uploaded = form.cleaned_data["file"]
                 try:
@@ -227,7 +227,7 @@ def restore_upload(request):
                     return _restored(request, restore)
             status = 400
     if form is None:
-        form = UploadRestoreForm(user=request.user, clinic=request.tenant)
+        form = UploadRestoreForm(request=request)
     context = {
         "clinic": request.tenant,
         "form": form,
@@ -242,7 +242,7 @@ def restore_upload(request):
 @clinic_admin_page
 def delete_confirm(request, pk: int):
     record = _record_or_404(pk)
-    form = DestructiveConfirmForm(request.POST or None, user=request.user, clinic=request.tenant)
+    form = DestructiveConfirmForm(request.POST or None, request=request)
     status = 200
     if request.method == "POST":
         if form.is_valid():

@@ -11,7 +11,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.services import backup_create
-from tests.backups.conftest import stored_files
+from tests.backups.conftest import stored_files, stored_object_tamper
 from tests.backups_page.conftest import PAGE
 from tests.conftest import PASSWORD
 
@@ -262,3 +262,24 @@ def test_assets_are_served_by_the_project(alfa, asset):
     response = page_client(alfa).get(f"/static/{asset}")
     assert response.status_code == 200
     assert b"".join(response.streaming_content)
+
+
+def test_a_backup_that_cannot_be_made_is_a_message_not_an_error_page(committed, settings):
+    settings.MAX_BACKUP_SIZE = 10_000
+    alfa = committed["alfa"]
+    client = page_client(alfa, user=alfa.admin)
+    response = client.post(f"{PAGE}crear/", follow=True)
+    assert response.status_code == 200
+    assert "El backup no se pudo crear: Backup demasiado grande: supera el límite de 9.8 KB." in html(response)
+
+
+def test_a_stored_object_that_fails_its_check_is_not_downloaded(committed, settings):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    stored_object_tamper(settings.BACKUP_LOCAL_ROOT, record, at=0.5)
+    client = page_client(alfa, user=alfa.admin)
+    response = client.get(f"{PAGE}{record.pk}/descargar/", follow=True)
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    assert f"No se pudo descargar {record.file_name}:" in html(response)
+    with schema_context("alfa"):
+        assert not record.downloads.exists()
