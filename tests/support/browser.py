@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -110,10 +111,18 @@ class Browser:
     def _navigating(self, action) -> None:
         old_page = self.find("html")
         action()
-        WebDriverWait(self.driver, WAIT_SECONDS).until(expected_conditions.staleness_of(old_page))
-        WebDriverWait(self.driver, WAIT_SECONDS).until(
-            lambda driver: driver.execute_script("return document.readyState") == "complete"
-        )
+
+        def replaced(_driver) -> bool:
+            try:
+                old_page.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            return False
+
+        # Mid-navigation, Chromium may answer other errors about the old document: retried.
+        wait = WebDriverWait(self.driver, WAIT_SECONDS, ignored_exceptions=(WebDriverException,))
+        wait.until(replaced)
+        wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
         self.snap()
 
     def wait_for(self, css: str):
