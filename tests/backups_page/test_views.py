@@ -148,6 +148,7 @@ def test_schedule_errors_are_shown_beside_the_field_and_nothing_changes(alfa):
         response = client.post(f"{PAGE}programacion/", {"backup_schedule": "scheduled", "next_scheduled_backup": value})
         assert response.status_code == 400
         assert f'<ul class="errors" id="id_next_scheduled_backup_error"><li>{message}</li></ul>' in html(response)
+        assert 'aria-invalid="true" aria-describedby="id_next_scheduled_backup_error"' in html(response)
     response = client.post(f"{PAGE}programacion/", {"backup_schedule": "hourly"})
     assert response.status_code == 400 and 'id="id_backup_schedule_error"' in html(response)
     alfa.clinic.refresh_from_db()
