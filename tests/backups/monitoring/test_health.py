@@ -24,7 +24,8 @@ def overdue_by_schema(client) -> dict[str, dict]:
 
 def test_a_daily_clinic_is_missing_since_its_own_local_midnight_and_reported_after_the_grace(platform, settings):  # noqa: F811
     now = timezone.now()
-    last = now - timedelta(days=2)
+    # 20:00 UTC is 05:00 of the next day in Tokyo: the day of the last backup differs by zone.
+    last = (now - timedelta(days=3)).astimezone(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
     Clinic.objects.filter(schema_name="alfa").update(
         backup_schedule="daily", time_zone="Asia/Tokyo", last_backup_at=last
     )
@@ -44,7 +45,9 @@ def test_a_daily_clinic_is_missing_since_its_own_local_midnight_and_reported_aft
 
 def test_a_weekly_clinic_is_missing_since_the_sunday_after_its_last_backups_week(platform, settings):  # noqa: F811
     now = timezone.now()
-    last = now - timedelta(days=10)
+    # A Saturday 20:00 UTC, 10 to 16 days ago: already Sunday, a new week, in Tokyo.
+    last = (now - timedelta(days=10)).astimezone(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
+    last -= timedelta(days=(last.weekday() - 5) % 7)
     Clinic.objects.filter(schema_name="beta").update(
         backup_schedule="weekly", time_zone="Asia/Tokyo", last_backup_at=last
     )
