@@ -51,9 +51,7 @@ def test_a_psql_as_new_as_the_dumps_pg_dump_is_chosen(committed, settings, tmp_p
     beta = committed["beta"]
     record = made_by_a_newer_pg_dump(beta.clinic, "99.1")
     ran = tmp_path / "psql-ran"
-    script = pg_client_wrap(
-        settings, tmp_path / "bin", "psql", real_psql, f'touch {ran}\nexec {real_psql} "$@"\n'
-    )
+    script = pg_client_wrap(settings, tmp_path / "bin", "psql", real_psql, f'touch {ran}\nexec {real_psql} "$@"\n')
     script.write_text(
         script.read_text().replace(f"exec {real_psql} --version", 'echo "psql (PostgreSQL) 99.1"; exit 0')
     )
