@@ -100,7 +100,7 @@ class RecordingProxy:
                     self.wfile.write(data)
                 upstream.close()
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815 (http.server's names)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
