@@ -27,7 +27,7 @@ from apps.backups.engine.pg_clients import libpq_params
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
 from apps.backups.services import backup_create, backup_open_plain
-from tests.backups.conftest import stored_files
+from tests.backups.conftest import pg_client_wrap, stored_files
 from tests.backups.test_interrupts import running_commands_mentioning, stalling_pg_dump, wait_for
 from tests.support.database import psql_load, scratch_database
 from tests.support.processes import subprocess_env
@@ -116,31 +116,60 @@ def test_rows_committed_after_the_snapshot_are_not_in_the_backup(committed, sett
 # --- the password only in PGPASSWORD; sslmode honoured ----------------------------------
 
 
-def test_pg_dump_gets_the_password_in_its_environment_never_on_its_command_line(
-    committed, settings, tmp_path, fake_pg_dump, real_pg_dump
-):
+def database_with_password_and_sslmode(settings) -> str:
+    """The configured database with a password and ``sslmode=disable``; the password."""
     database = dict(django_settings.DATABASES["default"])
     # The embedded server trusts local connections: a marker password is sent and ignored.
     password = database.get("PASSWORD") or "clave-marcador-no-en-la-linea"
     settings.DATABASES = django_settings.DATABASES | {
         "default": database | {"PASSWORD": password, "OPTIONS": {**database.get("OPTIONS", {}), "sslmode": "disable"}}
     }
-    seen = tmp_path / "seen"
-    fake_pg_dump(
-        f"""printf '%s\\n' "$@" > {seen}.args
+    return password
+
+
+def recording(seen: Path, real: str) -> str:
+    """A client wrapper's body: write down its arguments and libpq variables, then run ``real``."""
+    return f"""printf '%s\\n' "$@" > {seen}.args
 printf '%s\\n' "$PGPASSWORD" > {seen}.password
 printf '%s\\n' "$PGSSLMODE" > {seen}.sslmode
-exec {real_pg_dump} "$@"
+exec {real} "$@"
 """
-    )
+
+
+def assert_password_only_in_environment(seen: Path, password: str) -> None:
+    assert password not in Path(f"{seen}.args").read_text()
+    assert Path(f"{seen}.password").read_text().strip() == password
+    assert Path(f"{seen}.sslmode").read_text().strip() == "disable"
+
+
+def test_pg_dump_gets_the_password_in_its_environment_never_on_its_command_line(
+    committed, settings, tmp_path, fake_pg_dump, real_pg_dump
+):
+    password = database_with_password_and_sslmode(settings)
+    seen = tmp_path / "seen"
+    fake_pg_dump(recording(seen, real_pg_dump))
     record = backup_create(clinic=committed["beta"].clinic, backup_type="manual")
 
     assert record.status == "succeeded" and record.format == "sql"
-    arguments = Path(f"{seen}.args").read_text()
-    assert "--schema=beta" in arguments.splitlines()
-    assert password not in arguments
-    assert Path(f"{seen}.password").read_text().strip() == password
-    assert Path(f"{seen}.sslmode").read_text().strip() == "disable"
+    assert "--schema=beta" in Path(f"{seen}.args").read_text().splitlines()
+    assert_password_only_in_environment(seen, password)
+
+
+def test_psql_gets_the_password_in_its_environment_never_on_its_command_line(
+    committed, settings, tmp_path, real_pg_dump
+):
+    password = database_with_password_and_sslmode(settings)
+    beta = committed["beta"]
+    record = backup_create(clinic=beta.clinic, backup_type="manual")
+    seen = tmp_path / "seen"
+    real_psql = str(Path(real_pg_dump).with_name("psql"))
+    pg_client_wrap(settings, tmp_path / "bin", "psql", real_psql, recording(seen, real_psql))
+
+    response = beta.admin_client().post("/api/backups/restore/", {"backup_id": record.pk}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert "--single-transaction" in Path(f"{seen}.args").read_text().splitlines()
+    assert_password_only_in_environment(seen, password)
 
 
 # --- two backups in one second; an object without a record -----------------------------
