@@ -142,6 +142,7 @@ def assert_password_only_in_environment(seen: Path, password: str) -> None:
     assert Path(f"{seen}.sslmode").read_text().strip() == "disable"
 
 
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_pg_dump_gets_the_password_in_its_environment_never_on_its_command_line(
     committed, settings, tmp_path, fake_pg_dump, real_pg_dump
 ):
@@ -155,6 +156,7 @@ def test_pg_dump_gets_the_password_in_its_environment_never_on_its_command_line(
     assert_password_only_in_environment(seen, password)
 
 
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_psql_gets_the_password_in_its_environment_never_on_its_command_line(
     committed, settings, tmp_path, real_pg_dump
 ):
