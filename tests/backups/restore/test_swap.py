@@ -191,7 +191,7 @@ def test_a_psql_killed_mid_transaction_leaves_the_clinic_exactly_as_before(commi
                 ).fetchone()
             return row[0] == 1
 
-        wait_for(psql_mid_transaction, what="psql inside the load")
+        wait_for(psql_mid_transaction, timeout=240, what="psql inside the load")  # a busy machine starts Django slowly
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         flag.touch()
         _, err = process.communicate(timeout=120)
