@@ -112,7 +112,8 @@ rel_facts AS (
                                 AND (c.atttypid = 'pg_catalog.oid'::regtype
                                      OR pg_catalog.format_type(c.atttypid, NULL) IN ('lo', 'public.lo')))
                  THEN 'referencias a objetos grandes (oid/lo) en ' || r.relname END,
-            CASE WHEN r.relkind = 'r' AND NOT EXISTS (SELECT 1 FROM cols c WHERE c.relid = r.oid AND c.attgenerated = '')
+            CASE WHEN r.relkind = 'r'
+                  AND NOT EXISTS (SELECT 1 FROM cols c WHERE c.relid = r.oid AND c.attgenerated = '')
                  THEN 'tabla sin columnas: ' || r.relname END,
             CASE WHEN r.relname ~ '[\r\n]' THEN 'nombre con saltos de línea' END
         ], NULL) AS unsupported
@@ -198,8 +199,9 @@ def sequence_values_read(cursor, structure: SchemaStructure) -> list[tuple[Seque
     reads them: sequences are not transactional, so this is their state now."""
     if not structure.sequences:
         return []
+    # Names quoted by the server (quote_ident) in schema_structure_read.
     parts = [
-        f"SELECT {index}, last_value, is_called FROM {structure.quoted_schema}.{sequence.quoted}"
+        f"SELECT {index}, last_value, is_called FROM {structure.quoted_schema}.{sequence.quoted}"  # noqa: S608
         for index, sequence in enumerate(structure.sequences)
     ]
     cursor.execute(" UNION ALL ".join(parts))
