@@ -33,13 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import psycopg
-from psycopg import sql
+from django.db import DatabaseError, connections, transaction
 
 from apps.backups.engine.ddl import DdlNotTemplatableError, ddl_fill, ddl_lookup, ddl_render, ddl_save
-from apps.backups.engine.dumpers import CHUNK_SIZE, DUMP_COMPLETE_MARKER, pg_dump_stream
+from apps.backups.engine.dumpers import CHUNK_SIZE, DUMP_COMPLETE_MARKER, READER_ALIAS, pg_dump_stream
 from apps.backups.engine.naming import validate_schema_name
-from apps.backups.engine.pg_clients import PgClient, libpq_environment, libpq_params
+from apps.backups.engine.pg_clients import PgClient, libpq_environment
 from apps.backups.engine.structure import SchemaStructure, schema_structure_read, sequence_values_read
 from apps.backups.errors import BackupInterruptedError, DumpError
 from apps.backups.interrupts import child_forget, child_register, stop_requested
@@ -78,20 +77,21 @@ class DumpMethod:
 
 
 def _structure_in_snapshot(schema_name: str, snapshot_id: str | None):
-    """(structure, sequence values), read inside the snapshot on a connection of our own."""
+    """(structure, sequence values), read inside the snapshot on the backup reader
+    connection (this thread's own; kept open between backups, so its catalog
+    caches stay warm and no connection is opened per backup)."""
+    reader = connections[READER_ALIAS]
     try:
-        connection = psycopg.connect(**libpq_params(), autocommit=True, application_name=APPLICATION_NAME)
-    except psycopg.OperationalError as error:
-        raise DumpError(f"No se puede conectar a la base de datos: {str(error).strip()}") from None
-    with connection, connection.cursor() as cursor:
-        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        if snapshot_id:
-            cursor.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
-        # Expressions printed fully qualified whatever the session's search_path.
-        cursor.execute("SELECT pg_catalog.set_config('search_path', '', true)")
-        structure = schema_structure_read(cursor, schema_name)
-        values = sequence_values_read(cursor, structure) if structure and not structure.unsupported else []
-        cursor.execute("ROLLBACK")
+        with transaction.atomic(using=READER_ALIAS), reader.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if snapshot_id:
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot_id])
+            # Expressions printed fully qualified whatever the session's search_path.
+            cursor.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+            structure = schema_structure_read(cursor, schema_name)
+            values = sequence_values_read(cursor, structure) if structure and not structure.unsupported else []
+    except DatabaseError as error:
+        raise DumpError(f"No se pudo leer la estructura de {schema_name}: {str(error).strip()}") from None
     return structure, values
 
 
