@@ -85,9 +85,10 @@ def engine_dump(schema_name: str, *, snapshot_id: str | None = None, sql_style: 
     """(plain dump, DumpMethod) through the engine, in a snapshot of its own if none is given."""
     client = pg_dump_client()
     if snapshot_id:
-        with sql_dump_stream(
-            client=client, schema_name=schema_name, sql_style=sql_style, snapshot_id=snapshot_id
-        ) as (output, method):
+        with sql_dump_stream(client=client, schema_name=schema_name, sql_style=sql_style, snapshot_id=snapshot_id) as (
+            output,
+            method,
+        ):
             return read_all(output), method
     with schema_snapshot(schema_name) as snapshot:
         return engine_dump(schema_name, snapshot_id=snapshot.snapshot_id, sql_style=sql_style)
@@ -160,7 +161,7 @@ def make_tricky(schema_name: str) -> None:
     s = schema_name
     execute(
         f"UPDATE {s}.chat_message SET body = %s, sent_at = '2025-01-02 03:04:05.123456+00', read_at = NULL, "
-        f"attachments = '[{{\"n\": 123456789012345678901234567890.123456789, \"e\": 1e-300, \"t\": \"ñ\\\\t\"}}]'"
+        f'attachments = \'[{{"n": 123456789012345678901234567890.123456789, "e": 1e-300, "t": "ñ\\\\t"}}]\''
         f" WHERE id = (SELECT min(id) FROM {s}.chat_message)",
         [TRICKY_TEXT],
     )
@@ -240,7 +241,7 @@ def test_a_clinic_whose_structure_differs_is_backed_up_faithfully(fleet, committ
         call_command("migrate_schemas", "chat", "zero", schema_name=name, interactive=False, verbosity=0)
         connection.set_schema_to_public()
     elif change == "odd table name":
-        execute(f"CREATE TABLE {name}.\"Notas 'raras' \\ y más\" (id int PRIMARY KEY, \"texto libre\" text)")
+        execute(f'CREATE TABLE {name}."Notas \'raras\' \\ y más" (id int PRIMARY KEY, "texto libre" text)')
         execute(f"INSERT INTO {name}.\"Notas 'raras' \\ y más\" VALUES (1, %s)", [TRICKY_TEXT])
     else:
         execute(f"ALTER TABLE {name}.auth_group ADD COLUMN {name} text DEFAULT 'x'")
