@@ -18,6 +18,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.ddl_cache.store import DatabaseDdlCache
 from apps.backups.engine import crypto
 from apps.backups.engine.copy_dump import DumpMethod, sql_dump_stream
 from apps.backups.engine.dumpers import json_dump_chunks
@@ -101,7 +102,11 @@ def _dump_and_store(*, record: BackupRecord, clinic, storage: BackupStorage, rec
             record.sql_style = settings.BACKUP_SQL_STYLE
             # The cached-DDL dump (cost of this clinic only) or pg_dump (see engine/copy_dump.py).
             with sql_dump_stream(
-                client=client, schema_name=schema_name, sql_style=record.sql_style, snapshot_id=snapshot.snapshot_id
+                client=client,
+                schema_name=schema_name,
+                sql_style=record.sql_style,
+                snapshot_id=snapshot.snapshot_id,
+                ddl_cache=DatabaseDdlCache(),
             ) as (output, method):
                 # The pg_dump that wrote the DDL: the psql replaying it must be at least as new.
                 record.pg_dump_version = method.pg_dump_version

@@ -31,11 +31,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from django.db import DatabaseError, connections, transaction
 
-from apps.backups.engine.ddl import DdlNotTemplatableError, ddl_fill, ddl_lookup, ddl_render, ddl_save
+from apps.backups.engine.ddl import DdlNotTemplatableError, SchemaDdlText, ddl_fill, ddl_render
 from apps.backups.engine.dumpers import CHUNK_SIZE, DUMP_COMPLETE_MARKER, READER_ALIAS, pg_dump_stream
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.engine.pg_clients import PgClient, libpq_environment
@@ -254,9 +254,19 @@ def _sibling(client: PgClient, name: str) -> str | None:
     return str(path) if path.exists() else None
 
 
+class DdlCache(Protocol):
+    """Where DDL is kept between backups (``apps.backups.ddl_cache.store.DatabaseDdlCache``,
+    passed in by services.py). ``lookup`` answers an object with ``SchemaDdlText``'s
+    attributes, or ``None``."""
+
+    def lookup(self, *, fingerprint: str, pg_dump_version: str): ...
+
+    def save(self, ddl: SchemaDdlText, *, source_schema: str) -> None: ...
+
+
 @contextmanager
 def sql_dump_stream(
-    *, client: PgClient, schema_name: str, sql_style: str, snapshot_id: str | None
+    *, client: PgClient, schema_name: str, sql_style: str, snapshot_id: str | None, ddl_cache: DdlCache
 ) -> Iterator[tuple[object, DumpMethod]]:
     """The clinic's plain SQL dump as a stream, and how it was made.
 
@@ -264,7 +274,9 @@ def sql_dump_stream(
     pg_dump (whose cost grows with the whole database's catalog), logged.
     """
     validate_schema_name(schema_name)
-    method, parts = _method_choose(client=client, schema_name=schema_name, sql_style=sql_style, snapshot_id=snapshot_id)
+    method, parts = _method_choose(
+        client=client, schema_name=schema_name, sql_style=sql_style, snapshot_id=snapshot_id, ddl_cache=ddl_cache
+    )
     if parts is not None:
         structure, values, pre, post, psql = parts
         with copy_dump_stream(
@@ -277,7 +289,7 @@ def sql_dump_stream(
         yield output, method
 
 
-def _method_choose(*, client: PgClient, schema_name: str, sql_style: str, snapshot_id: str | None):
+def _method_choose(*, client: PgClient, schema_name: str, sql_style: str, snapshot_id: str | None, ddl_cache):
     """(method, the cached-DDL dump's parts or ``None`` for pg_dump)."""
 
     def pg_dump(reason: str, **extra) -> tuple[DumpMethod, None]:
@@ -295,14 +307,14 @@ def _method_choose(*, client: PgClient, schema_name: str, sql_style: str, snapsh
         raise DumpError(f"El esquema {schema_name} no existe.")
     if structure.unsupported:
         return pg_dump("El esquema tiene objetos que solo pg_dump reproduce: " + "; ".join(structure.unsupported))
-    ddl = ddl_lookup(fingerprint=structure.fingerprint, pg_dump_version=client.version)
+    ddl = ddl_cache.lookup(fingerprint=structure.fingerprint, pg_dump_version=client.version)
     cache_state = "hit"
     if ddl is None:
         try:
             ddl = ddl_fill(client=client, structure=structure, snapshot_id=snapshot_id)
         except DdlNotTemplatableError as error:
             return pg_dump(str(error), fingerprint=structure.fingerprint)
-        ddl_save(ddl, source_schema=schema_name)
+        ddl_cache.save(ddl, source_schema=schema_name)
         cache_state = "filled"
         logger.info(
             "DDL de la estructura %s obtenido de %s con pg_dump %s en %.2f s",

@@ -29,8 +29,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import IntegrityError, transaction
-
 from apps.backups.engine.pg_clients import PgClient, libpq_environment
 from apps.backups.engine.structure import SchemaStructure
 from apps.backups.errors import BackupInterruptedError, DumpError
@@ -110,41 +108,6 @@ def ddl_render(ddl: SchemaDdlText, *, schema_name: str, quoted_schema: str) -> t
     return parts[0], parts[1]
 
 
-def ddl_lookup(*, fingerprint: str, pg_dump_version: str) -> SchemaDdlText | None:
-    from apps.backups.ddl_cache.models import SchemaDdl
-
-    entry = SchemaDdl.objects.filter(fingerprint=fingerprint, pg_dump_version=pg_dump_version).first()
-    if entry is None:
-        return None
-    return SchemaDdlText(
-        fingerprint=entry.fingerprint,
-        pg_dump_version=entry.pg_dump_version,
-        placeholder=entry.placeholder,
-        pre_data=entry.pre_data,
-        post_data=entry.post_data,
-        fill_seconds=entry.fill_seconds,
-    )
-
-
-def ddl_save(ddl: SchemaDdlText, *, source_schema: str) -> None:
-    """Keep it; a concurrent backup that filled the same key first wins (same text)."""
-    from apps.backups.ddl_cache.models import SchemaDdl
-
-    try:
-        with transaction.atomic():
-            SchemaDdl.objects.create(
-                fingerprint=ddl.fingerprint,
-                pg_dump_version=ddl.pg_dump_version,
-                placeholder=ddl.placeholder,
-                pre_data=ddl.pre_data,
-                post_data=ddl.post_data,
-                source_schema=source_schema,
-                fill_seconds=ddl.fill_seconds,
-            )
-    except IntegrityError:
-        pass
-
-
 def _run(arguments: list[str], *, what: str) -> bytes:
     if stop_requested():
         raise BackupInterruptedError
@@ -176,7 +139,7 @@ def _run(arguments: list[str], *, what: str) -> bytes:
 
 def ddl_fill(*, client: PgClient, structure: SchemaStructure, snapshot_id: str | None) -> SchemaDdlText:
     """The structure's DDL from pg_dump of this clinic, in the backup's snapshot,
-    templated. Not saved here (``ddl_save``)."""
+    templated. Not saved here (the caller keeps it in its cache)."""
     started = time.perf_counter()
     pg_restore = str(Path(client.path).with_name("pg_restore"))
     with tempfile.TemporaryDirectory(prefix="psicoadmin-ddl-") as folder:

@@ -15,6 +15,7 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from apps.backups.ddl_cache.models import SchemaDdl
+from apps.backups.ddl_cache.store import DatabaseDdlCache
 from apps.backups.engine.copy_dump import METHOD_COPY, METHOD_PG_DUMP, sql_dump_stream
 from apps.backups.engine.dumpers import pg_dump_stream
 from apps.backups.engine.pg_clients import find_client, libpq_environment, server_major
@@ -85,10 +86,13 @@ def engine_dump(schema_name: str, *, snapshot_id: str | None = None, sql_style: 
     """(plain dump, DumpMethod) through the engine, in a snapshot of its own if none is given."""
     client = pg_dump_client()
     if snapshot_id:
-        with sql_dump_stream(client=client, schema_name=schema_name, sql_style=sql_style, snapshot_id=snapshot_id) as (
-            output,
-            method,
-        ):
+        with sql_dump_stream(
+            client=client,
+            schema_name=schema_name,
+            sql_style=sql_style,
+            snapshot_id=snapshot_id,
+            ddl_cache=DatabaseDdlCache(),
+        ) as (output, method):
             return read_all(output), method
     with schema_snapshot(schema_name) as snapshot:
         return engine_dump(schema_name, snapshot_id=snapshot.snapshot_id, sql_style=sql_style)
@@ -281,7 +285,11 @@ def test_rows_written_while_the_dump_runs_are_not_in_it(fleet, committed):
     client = pg_dump_client()
     with schema_snapshot("cp_snap") as snapshot:
         with sql_dump_stream(
-            client=client, schema_name="cp_snap", sql_style="copy", snapshot_id=snapshot.snapshot_id
+            client=client,
+            schema_name="cp_snap",
+            sql_style="copy",
+            snapshot_id=snapshot.snapshot_id,
+            ddl_cache=DatabaseDdlCache(),
         ) as (output, method):
             head = output.read(65536)  # the dump has started: DDL out, psql running
             execute("INSERT INTO cp_snap.auth_group (name) VALUES ('escrito durante el backup')")
