@@ -49,6 +49,7 @@ METHOD_COPY = "ddl_cache_copy"
 METHOD_PG_DUMP = "pg_dump"
 APPLICATION_NAME = "psicoadmin-backup-copy"
 STDERR_TAIL_LINES = 20
+COPY_END = "\\.\n\n"  # pg_dump's end of a COPY block; \qecho adds the third newline
 
 
 @dataclass
@@ -133,7 +134,7 @@ def copy_script(*, structure: SchemaStructure, snapshot_id: str | None) -> str:
         )
         lines.append(f"\\qecho {psql_quote(header)}")
         lines.append(f"COPY {qualified} ({table.columns}) TO STDOUT;")
-        lines.append(f"\\qecho {psql_quote(chr(92) + '.' + chr(10) + chr(10))}")
+        lines.append(f"\\qecho {psql_quote(COPY_END)}")
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
 
