@@ -49,7 +49,11 @@ cols AS (
     SELECT r.oid AS relid, a.attnum, a.attname, a.attgenerated, a.atttypid,
            jsonb_build_array(
                a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity,
-               a.attgenerated, a.attstattarget, a.attstorage, a.attcompression, a.attoptions, a.attcollation,
+               a.attgenerated, a.attstattarget, a.attstorage, a.attcompression,
+               -- The attribute options PostgreSQL defines (pg_dump writes them); a server may keep
+               -- private ones there that pg_dump does not write (PostgreSQL 15 here: pg_attver=<n>).
+               ARRAY(SELECT o FROM unnest(a.attoptions) o WHERE o LIKE 'n\_distinct%%' ORDER BY o),
+               a.attcollation,
                a.attislocal, a.attinhcount,
                (SELECT replace(pg_catalog.pg_get_expr(ad.adbin, ad.adrelid), ns.prefix, '')
                   FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = r.oid AND ad.adnum = a.attnum),
