@@ -313,8 +313,11 @@ def _method_choose(*, client: PgClient, schema_name: str, sql_style: str, snapsh
     if ddl is None:
         try:
             ddl = ddl_fill(client=client, structure=structure, snapshot_id=snapshot_id)
-        except DdlNotTemplatableError as error:
-            return pg_dump(str(error), fingerprint=structure.fingerprint)
+        except DumpError as error:
+            # Not templatable, or pg_dump --schema-only failed: the full pg_dump decides (and,
+            # failing before writing anything, sends the backup to JSON as before).
+            reason = str(error) if isinstance(error, DdlNotTemplatableError) else f"No se pudo obtener el DDL: {error}"
+            return pg_dump(reason, fingerprint=structure.fingerprint)
         ddl_cache.save(ddl, source_schema=schema_name)
         cache_state = "filled"
         logger.info(
