@@ -147,6 +147,17 @@ FROM ns
 """
 
 
+TABLE_NAMES_SQL = """
+SELECT c.relname
+FROM pg_catalog.pg_namespace n
+JOIN pg_catalog.pg_depend d
+  ON d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = n.oid AND d.refobjsubid = 0
+JOIN pg_catalog.pg_class c ON d.classid = 'pg_catalog.pg_class'::regclass AND c.oid = d.objid
+WHERE n.nspname = %s AND d.deptype = 'n' AND c.relkind IN ('r', 'p')
+ORDER BY c.relname
+"""
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -216,16 +227,5 @@ def sequence_values_read(cursor, structure: SchemaStructure) -> list[tuple[Seque
 def schema_table_names_read(cursor, schema_name: str) -> list[str]:
     """The schema's ordinary tables, through its namespace's dependencies (not
     ``pg_tables``, which scans the whole of ``pg_class``)."""
-    cursor.execute(
-        """
-        SELECT c.relname
-        FROM pg_catalog.pg_namespace n
-        JOIN pg_catalog.pg_depend d
-          ON d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = n.oid AND d.refobjsubid = 0
-        JOIN pg_catalog.pg_class c ON d.classid = 'pg_catalog.pg_class'::regclass AND c.oid = d.objid
-        WHERE n.nspname = %s AND d.deptype = 'n' AND c.relkind IN ('r', 'p')
-        ORDER BY c.relname
-        """,
-        [schema_name],
-    )
+    cursor.execute(TABLE_NAMES_SQL, [schema_name])
     return [name for (name,) in cursor.fetchall()]

@@ -341,3 +341,67 @@ def test_inserts_style_stays_on_pg_dump_and_says_so(committed, settings):
     method = manifest_of(record, settings)["dump_method"]
     assert method["method"] == METHOD_PG_DUMP and "inserts" in method["reason"]
     assert b"INSERT INTO beta." in plain_of(record)
+
+
+# Indexes whose leading column is what the clinic's rows are found by (its
+# namespace's name or oid, a relation's oid): a scan of one of them with a
+# condition reads that clinic's entries only.
+CLINIC_BOUNDED_INDEXES = {
+    "pg_namespace_nspname_index",
+    "pg_namespace_oid_index",
+    "pg_depend_reference_index",
+    "pg_depend_depender_index",
+    "pg_class_oid_index",
+    "pg_attribute_relid_attnum_index",
+    "pg_attrdef_adrelid_adnum_index",
+    "pg_description_o_c_o_index",
+    "pg_constraint_conrelid_contypid_conname_index",
+    "pg_index_indrelid_index",
+    "pg_index_indexrelid_index",
+    "pg_sequence_seqrelid_index",
+    "pg_policy_polrelid_polname_index",
+    "pg_inherits_relid_seqno_index",
+    "pg_inherits_parent_index",
+    "pg_trigger_tgrelid_tgname_index",
+    "pg_rewrite_rel_rulename_index",
+}
+
+
+def _unbounded_catalog_reads(plan) -> set[str]:
+    """Catalog reads not bounded by the clinic: sequential scans, and index scans
+    without a condition or through an index not led by the clinic's key."""
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    found = set()
+
+    def walk(node: dict) -> None:
+        kind = node.get("Node Type", "")
+        if kind == "Seq Scan":
+            found.add(node["Relation Name"])
+        elif "Index" in kind and "Scan" in kind:
+            index = node.get("Index Name", "")
+            if "Index Cond" not in node or index not in CLINIC_BOUNDED_INDEXES:
+                found.add(index)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return found
+
+
+@pytest.mark.parametrize("query", ["structure", "table names"])
+def test_the_per_backup_catalog_queries_have_an_index_path_into_every_catalog(committed, query):
+    """At 5,000 clinics pg_class has a million rows: every catalog these queries
+    touch must be reachable through an index from the clinic's namespace. With
+    sequential scans disabled, the planner still picks one where no index path
+    exists (bench/fleet_scale.py shows the plan it chooses at 5,000 clinics)."""
+    from apps.backups.engine.structure import STRUCTURE_SQL, TABLE_NAMES_SQL
+
+    statement, params = (STRUCTURE_SQL, {"schema": "alfa"}) if query == "structure" else (TABLE_NAMES_SQL, ["alfa"])
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        try:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, params)
+            plan = cursor.fetchone()[0]
+        finally:
+            cursor.execute("RESET enable_seqscan")
+    assert _unbounded_catalog_reads(plan) == set()
