@@ -87,6 +87,7 @@ TENANT_APPS = [
     "apps.clinical_history",
     "apps.payment_system",
     "apps.backups",
+    "apps.backups_page",
 ]
 
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -99,10 +100,14 @@ SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 MIDDLEWARE = [
     "django_tenants.middleware.main.TenantMainMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The page's CSS and JavaScript, served by the project itself (no CDN).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Sessions of another clinic or from before the clinic's last restore end here.
+    "apps.users.sessions.ClinicSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -144,7 +149,19 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves the apps' static files straight from their folders: a handful
+# of small files, so no collectstatic step is needed in the build (no STATIC_ROOT).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+# The clinic's backups page (apps.backups_page) signs in with a session.
+LOGIN_URL = "backups_page:sign_in"
+CSRF_FAILURE_VIEW = "apps.backups_page.views.csrf_failure"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# A page of history to show at a time.
+BACKUPS_PAGE_SIZE = env_int("BACKUPS_PAGE_SIZE", 20)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.users.authentication.ClinicJWTAuthentication"],
@@ -200,7 +217,8 @@ BACKUP_STALE_AFTER_MINUTES = env_int("BACKUP_STALE_AFTER_MINUTES", 360)
 # Remote backup storage (README: "Storage backends"). Read only by the backend
 # that BACKUP_STORAGE_BACKEND chooses.
 BACKUP_STORAGE_TIMEOUT = env_int("BACKUP_STORAGE_TIMEOUT", 60)  # seconds per request (connect / read)
-BACKUP_STORAGE_MAX_ATTEMPTS = env_int("BACKUP_STORAGE_MAX_ATTEMPTS", 5)  # per request, transient failures
+# per request, transient failures: 9 attempts wait 36–72 s in all, outlasting a storage restart
+BACKUP_STORAGE_MAX_ATTEMPTS = env_int("BACKUP_STORAGE_MAX_ATTEMPTS", 9)
 BACKUP_STORAGE_RETRY_BACKOFF_MS = env_int("BACKUP_STORAGE_RETRY_BACKOFF_MS", 500)  # first wait, doubled per retry
 BACKUP_S3_BUCKET = env_str("BACKUP_S3_BUCKET")
 BACKUP_S3_ENDPOINT_URL = env_str("BACKUP_S3_ENDPOINT_URL")  # unset: AWS S3
