@@ -4,9 +4,13 @@ Messages are user-facing (Spanish) and never contain secrets."""
 
 
 class BackupError(Exception):
-    """Base class: something about a backup went wrong; ``str()`` says what."""
+    """Base class: something about a backup went wrong; ``str()`` says what.
+
+    ``public_message``, when set, is what a clinic admin is told instead of
+    ``str()`` (server faults: the detail goes to the log only)."""
 
     status_code = 500
+    public_message: str | None = None
 
 
 class DumpError(BackupError):
@@ -51,7 +55,34 @@ class BackupInterruptedError(BackupError):
 
 
 class RestoreError(BackupError):
+    """A restore refused for its input (a file that is not this clinic's backup, too large)."""
+
     status_code = 400
+
+
+class RestoreFailedError(RestoreError):
+    """A restore failed on the server's side (psql missing or failing, an unexpected
+    error): nothing was changed. ``str()`` has the detail for the log; the clinic
+    admin gets ``public_message``."""
+
+    status_code = 500
+    public_message = (
+        "La restauración falló por un error del servidor; no se cambió nada. "
+        "El detalle quedó en el registro del servidor: avisa al operador de la plataforma."
+    )
+
+
+class UploadSpaceError(RestoreError):
+    """The server has no room to receive an upload (its temporary folder is full)."""
+
+    status_code = 507
+
+
+class ClinicBusyError(BackupError):
+    """Another backup, restore, drill or recovery of the same clinic holds it
+    (``apps.backups.locking``): refused at once, nothing was done. Try again later."""
+
+    status_code = 409
 
 
 def size_text(size: int) -> str:

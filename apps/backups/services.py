@@ -2,8 +2,11 @@
 
 ``backup_create`` is the one way a backup is made (API, operator command, cron).
 A record is ``succeeded`` only once the stored object and its manifest are in
-the storage and the object's checksum has been read back and verified; any
-failure leaves a ``failed`` record and no object under its final name.
+the storage, the object's checksum has been read back and verified, and (COPY
+style) every table's COPY rows equal the snapshot's count; any failure leaves
+a ``failed`` record and no object under its final name. Backups hold the
+clinic's lock in shared mode (``apps.backups.locking``): several backups of a
+clinic may run together, never beside a restore, drill or recovery of it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from django_tenants.utils import schema_context
 from apps.backups.ddl_cache.store import DatabaseDdlCache
 from apps.backups.engine import crypto
 from apps.backups.engine.copy_dump import DumpMethod, sql_dump_stream
+from apps.backups.engine.copy_rows import CopyRowCounter, copy_counts_check
 from apps.backups.engine.dumpers import json_dump_chunks
 from apps.backups.engine.manifest import manifest_build, manifest_bytes
 from apps.backups.engine.naming import (
@@ -42,6 +46,7 @@ from apps.backups.errors import (
     DumpError,
     size_text,
 )
+from apps.backups.locking import ClinicLock, clinic_lock
 from apps.backups.models import BackupDownload, BackupRecord
 from apps.backups.storage import BackupStorage, get_backup_storage
 
@@ -54,12 +59,19 @@ def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None =
     """Back up one clinic's schema now and return its (succeeded) record.
 
     ``max_size`` bounds the plain dump (API backups): over it, ``BackupTooLargeError``
-    is raised and nothing is kept. Other failures raise a ``BackupError`` after
-    recording them on a ``failed`` record.
+    is raised and nothing is kept. ``ClinicBusyError`` at once, with no record,
+    while a restore, drill or recovery of the clinic runs. Other failures raise
+    a ``BackupError`` after recording them on a ``failed`` record.
     """
     schema_name = validate_schema_name(clinic.schema_name)
     if schema_name == settings.PUBLIC_SCHEMA_NAME:
         raise BackupError("El esquema public no se respalda.")
+    with clinic_lock(schema_name=schema_name, operation="backup", shared=True) as lock:
+        return _backup_create_locked(clinic=clinic, lock=lock, backup_type=backup_type, user=user, max_size=max_size)
+
+
+def _backup_create_locked(*, clinic, lock: ClinicLock, backup_type: str, user, max_size: int | None) -> BackupRecord:
+    schema_name = clinic.schema_name
     storage = get_backup_storage()
     recipients = crypto.recipients()
     with schema_context(schema_name):
@@ -78,7 +90,9 @@ def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None =
             server_version=server_version_text(connection),
         )
     try:
-        _dump_and_store(record=record, clinic=clinic, storage=storage, recipients=recipients, max_size=max_size)
+        _dump_and_store(
+            record=record, clinic=clinic, lock=lock, storage=storage, recipients=recipients, max_size=max_size
+        )
     except BackupTooLargeError:
         _discard(record, storage)
         with schema_context(schema_name):
@@ -96,9 +110,12 @@ def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None =
     return record
 
 
-def _dump_and_store(*, record: BackupRecord, clinic, storage: BackupStorage, recipients: list, max_size) -> None:
+def _dump_and_store(
+    *, record: BackupRecord, clinic, lock: ClinicLock, storage: BackupStorage, recipients: list, max_size
+) -> None:
     schema_name = clinic.schema_name
     options = {"storage": storage, "recipients": recipients, "max_size": max_size}
+    counted = None
     with schema_snapshot(schema_name) as snapshot:
         stored = None
         try:
@@ -117,20 +134,27 @@ def _dump_and_store(*, record: BackupRecord, clinic, storage: BackupStorage, rec
             ) as (output, method):
                 # The pg_dump that wrote the DDL: the psql replaying it must be at least as new.
                 record.pg_dump_version = method.pg_dump_version
+                # The plain stream, whatever dumper wrote it: COPY blocks are counted as they pass.
+                counted = CopyRowCounter(output) if record.sql_style == "copy" else None
+                source = counted or output
                 try:
-                    stored = _store(record, schema_name, "sql", output, **options)
+                    stored = _store(record, schema_name, "sql", source, **options)
                 except DumpError as error:
                     if output.bytes_read:
                         raise  # died mid-stream: a real failure, not a reason to change format
                     record.fallback_reason = str(error)
         if stored is None:
+            counted = None
             logger.warning("Backup de %s en JSON: %s", schema_name, record.fallback_reason)
             record.pg_dump_version, record.sql_style = "", ""
             method = DumpMethod(method="json", reason=record.fallback_reason)
             source = IterableReader(json_dump_chunks(schema_name=schema_name, snapshot_id=snapshot.snapshot_id))
             stored = _store(record, schema_name, "json", source, **options)
+    if counted is not None:  # the snapshot's counts are complete only now
+        copy_counts_check(counted=counted, expected=snapshot.row_counts, schema_name=schema_name)
     verify_stored(storage=storage, path=record.file_path, expected_sha256=stored.stored_sha256)
     _manifest_store(record=record, clinic=clinic, storage=storage, stored=stored, snapshot=snapshot, method=method)
+    lock.ensure_held()
     with schema_context(schema_name):
         _finish(record, status=BackupRecord.Status.SUCCEEDED)
 
@@ -240,11 +264,13 @@ def stale_backups_fail(*, storage: BackupStorage, schema_name: str) -> int:
     """Mark ``running`` records whose worker died as failed, remove their objects
     and the temporaries of their interrupted writes. Runs in the clinic's schema."""
     limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
-    storage.abandoned_writes_remove(f"{schema_name}/", **_abandoned_writes_scope(limit))
     stale = list(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, created_at__lt=limit))
     for record in stale:
         _discard(record, storage)
         _finish(record, status=BackupRecord.Status.FAILED, error="Interrumpido: el proceso terminó sin completarlo.")
+    # After failing them: the dead backups' temporaries go with their records in this
+    # run, however recently they were last written (their paths are now finished).
+    storage.abandoned_writes_remove(f"{schema_name}/", **_abandoned_writes_scope(limit))
     return len(stale)
 
 

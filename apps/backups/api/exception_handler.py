@@ -18,7 +18,8 @@ def api_exception_handler(exc, context):
     if isinstance(exc, BackupError):
         if exc.status_code >= 500:
             logger.error("Error de backup en %s: %s", context["request"].path, exc)
-        return Response({"error": str(exc)}, status=exc.status_code)
+        # Server faults may carry internal detail: the log has it, the clinic admin a plain message.
+        return Response({"error": exc.public_message or str(exc)}, status=exc.status_code)
     if isinstance(exc, ObjectDoesNotExist):
         return Response({"error": "No encontrado."}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, ImproperlyConfigured):

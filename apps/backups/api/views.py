@@ -3,6 +3,7 @@ one service, render. Errors are rendered by ``apps.backups.api.exception_handler
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from apps.backups.api.serializers import (
     RestoreRequestSerializer,
     RestoreResponseSerializer,
 )
+from apps.backups.errors import UploadSpaceError
 from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.restore.swap import backup_restore, upload_restore, upload_size_check
 from apps.backups.services import backup_create, backup_get_available, manual_backup_delete
@@ -44,6 +46,26 @@ def _download_requested(request) -> bool:
     return value in TRUE_VALUES
 
 
+def _request_data(request):
+    """The parsed body; a full temporary folder while receiving an upload is a
+    507 that says so, and the partial temporary file is removed at once."""
+    try:
+        return request.data
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        for handler in request.upload_handlers:
+            partial = getattr(handler, "file", None)
+            if partial is not None:
+                partial.close()  # a TemporaryUploadedFile: closing deletes it
+        folder = settings.FILE_UPLOAD_TEMP_DIR or "TMPDIR"
+        logger.error("Subida de restauración rechazada: %s en %s", error.strerror, folder)
+        raise UploadSpaceError(
+            "El servidor no tiene espacio para recibir el archivo (su carpeta temporal está llena); "
+            "no se restauró nada. Inténtalo más tarde o avisa al operador de la plataforma."
+        ) from None
+
+
 class CreateBackupView(APIView):
     """Make a manual backup of this clinic now."""
 
@@ -58,6 +80,7 @@ class CreateBackupView(APIView):
             (200, "application/sql"): FILE_RESPONSE,
             400: error_response("Backup demasiado grande, o la petición lleva cuerpo o un download= desconocido."),
             **CLINIC_ADMIN_ERRORS,
+            409: error_response("La clínica está ocupada: hay una restauración en curso."),
             500: error_response("El backup falló; queda en el historial como fallido."),
             503: error_response("El almacenamiento no está disponible o no está configurado."),
         },
@@ -153,15 +176,17 @@ class RestoreBackupFromFileView(APIView):
         request={"application/json": RestoreRequestSerializer, "multipart/form-data": RestoreRequestSerializer},
         responses={
             200: RestoreResponseSerializer,
-            400: error_response("Archivo ajeno a esta clínica o a este sistema, demasiado grande, o psql falló."),
+            400: error_response("Archivo ajeno a esta clínica o a este sistema, o demasiado grande."),
             **CLINIC_ADMIN_ERRORS,
             404: error_response("No hay un backup con ese id en esta clínica."),
-            409: error_response("El backup no se completó y no se puede restaurar."),
+            409: error_response("El backup no se completó, o la clínica está ocupada con otro backup o restauración."),
+            500: error_response("La restauración falló por un error del servidor; no se cambió nada."),
+            507: error_response("El servidor no tiene espacio para recibir el archivo."),
         },
     )
     def post(self, request):
         upload_size_check(request.META.get("CONTENT_LENGTH"))  # before the body is read
-        serializer = RestoreRequestSerializer(data=request.data)
+        serializer = RestoreRequestSerializer(data=_request_data(request))
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         if "file" in values:

@@ -129,9 +129,19 @@ def pg_dump_stream(
         process.stderr.close()
 
 
+# What users' groups and permissions point at: without them a clinic whose users
+# belong to a group could not be loaded back (users_user_groups → auth_group).
+JSON_CATALOG_MODELS = {"contenttypes": ["ContentType"], "auth": ["Permission", "Group"]}
+
+
 def json_models() -> list:
-    """Models of the clinic data apps in dependency order, as dumpdata sorts them."""
-    app_list = [(apps.get_app_config(label), None) for label in settings.CLINIC_DATA_APPS]
+    """Models of the clinic data apps, plus content types, permissions and groups,
+    in dependency order, as dumpdata sorts them."""
+    app_list = [
+        (apps.get_app_config(label), [apps.get_model(label, name) for name in names])
+        for label, names in JSON_CATALOG_MODELS.items()
+    ]
+    app_list += [(apps.get_app_config(label), None) for label in settings.CLINIC_DATA_APPS]
     return serializers.sort_dependencies(app_list)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,8 +22,10 @@ from apps.backups.engine import crypto
 from apps.backups.engine.naming import MANIFEST_SUFFIX, validate_schema_name
 from apps.backups.engine.pipeline import open_plain
 from apps.backups.errors import BackupError, RestoreError
+from apps.backups.locking import clinic_lock
 from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.restore.swap import (
+    DRILL_MARK,
     DumpSource,
     incoming_drop,
     incoming_load_json,
@@ -35,7 +38,6 @@ from apps.tenants.models import Clinic, Domain
 from apps.users.models import User
 
 logger = logging.getLogger(__name__)
-DRILL_MARK = "_drill_"
 
 
 def stored_manifests(*, schema_name: str, storage: BackupStorage | None = None) -> list[dict]:
@@ -95,17 +97,24 @@ def clinic_recover_from_storage(*, schema_name: str, file_name: str | None = Non
         which = file_name or "ningún backup"
         raise RestoreError(f"El almacenamiento no tiene {which} para la clínica {schema_name}.")
     manifest = manifests[-1]
-    clinic = _clinic_ensure(manifest)
-    had_schema = schema_exists(schema_name)
-    restore = BackupRestore(
-        source=BackupRestore.Source.DISASTER_RECOVERY, backup_file_name=manifest["backup"]["file_name"]
-    )
-    with _source_from_manifest(manifest, storage) as chunks:
-        source = DumpSource(
-            format=manifest["format"], chunks=chunks, pg_dump_version=manifest.get("pg_dump_version") or ""
+
+    @contextmanager
+    def open_source():
+        with _source_from_manifest(manifest, storage) as chunks:
+            yield DumpSource(
+                format=manifest["format"], chunks=chunks, pg_dump_version=manifest.get("pg_dump_version") or ""
+            )
+
+    with clinic_lock(schema_name=schema_name, operation="recovery") as lock:
+        clinic = _clinic_ensure(manifest)
+        had_schema = schema_exists(schema_name)
+        restore = BackupRestore(
+            source=BackupRestore.Source.DISASTER_RECOVERY, backup_file_name=manifest["backup"]["file_name"]
         )
-        restored = restore_from_source(clinic=clinic, source=source, restore=restore, keep_history_from_live=had_schema)
-    backup_history_rebuild(clinic=clinic, storage=storage)
+        restored = restore_from_source(
+            clinic=clinic, lock=lock, open_source=open_source, restore=restore, keep_history_from_live=had_schema
+        )
+        backup_history_rebuild(clinic=clinic, storage=storage)
     return restored
 
 
@@ -167,7 +176,16 @@ class DrillResult:
 def restore_drill(*, clinic: Clinic) -> DrillResult:
     """Restore the clinic's newest backup into a scratch schema, compare per-table
     row counts with its manifest, drop the scratch schema. The live clinic is
-    not changed (the SQL replay only parks it inside a transaction)."""
+    not changed (the SQL replay only parks it inside a transaction).
+
+    Holds the clinic's exclusive lock (the replay parks the live schema):
+    ``ClinicBusyError`` at once if a backup, restore or recovery is running.
+    Other failures are in the result."""
+    with clinic_lock(schema_name=clinic.schema_name, operation="drill"):
+        return _drill(clinic)
+
+
+def _drill(clinic: Clinic) -> DrillResult:
     result = DrillResult(schema_name=clinic.schema_name)
     storage = get_backup_storage()
     try:
@@ -180,7 +198,7 @@ def restore_drill(*, clinic: Clinic) -> DrillResult:
         return result
     manifest = manifests[-1]
     result.file_name = manifest["backup"]["file_name"]
-    scratch = side_schema_name(clinic.schema_name, DRILL_MARK, timezone.now())
+    scratch = side_schema_name(clinic.schema_name, DRILL_MARK, timezone.now(), unique=True)
     try:
         with _source_from_manifest(manifest, storage) as chunks:
             source = DumpSource(

@@ -4,7 +4,11 @@ The backup is first loaded beside the live clinic, into an *incoming* schema:
 
 - SQL: one psql transaction renames the live schema aside, replays the dump
   (which recreates the clinic's schema), renames the result to the incoming
-  name and the live schema back. The live clinic is never changed here.
+  name and the live schema back. The live clinic is never changed here: the
+  transaction is opened by our first line and committed by our last, sent
+  only once the whole dump has been sent and its checksum verified
+  (``apps.backups.engine.psql``), so a feeder that dies or a stream cut short
+  commits nothing.
 - JSON: a fresh schema gets every migration, then ``loaddata``.
 
 The incoming schema is migrated forward (a backup made before newer
@@ -13,6 +17,9 @@ moves the live schema aside under a dated *previous* name and renames the
 incoming schema to the clinic's. If anything fails before that commit, the
 live clinic is exactly as it was; the previous schema keeps the state before
 the restore for ``BACKUP_RESTORE_KEEP_DAYS`` (dropped by cleanup_old_backups).
+
+Every restore holds the clinic's exclusive lock (``apps.backups.locking``) from
+before its source is opened until the swap has committed.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Iterator
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -36,15 +45,28 @@ from django_tenants.utils import schema_context, schema_exists
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.engine.pg_clients import find_client, server_major
 from apps.backups.engine.psql import psql_run
-from apps.backups.errors import BackupError, RestoreError, size_text
+from apps.backups.errors import (
+    BackupError,
+    DumpError,
+    RestoreError,
+    RestoreFailedError,
+    size_text,
+)
+from apps.backups.locking import ClinicLock, clinic_lock
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
 
 logger = logging.getLogger(__name__)
 
 INCOMING_MARK = "_in_"
 PREVIOUS_MARK = "_prev_"
+PARKING_MARK = "_park_"
+DRILL_MARK = "_drill_"
+# Set aside on purpose (the state before a restore), kept BACKUP_RESTORE_KEEP_DAYS.
+KEPT_MARKS = (PREVIOUS_MARK,)
+# Left only by an interrupted restore or drill (a killed JSON load, a lost connection).
+INTERRUPTED_MARKS = (INCOMING_MARK, PARKING_MARK, DRILL_MARK)
 _LEFTOVER_RE = re.compile(
-    rf"^(?P<schema>[a-z_][a-z0-9_]*?)(?P<mark>{INCOMING_MARK}|{PREVIOUS_MARK})(?P<stamp>\d{{14}})$"
+    r"^(?P<schema>[a-z_][a-z0-9_]*?)(?P<mark>_in_|_prev_|_park_|_drill_)(?P<stamp>\d{14})(?:_[0-9a-f]{4})?$"
 )
 # History is the clinic's record of backups: it survives any restore.
 HISTORY_MODELS = (BackupRecord, BackupDownload, BackupRestore)
@@ -60,7 +82,11 @@ class DumpSource:
     pg_dump_version: str = ""
 
 
-def side_schema_name(schema_name: str, mark: str, when: datetime) -> str:
+def side_schema_name(schema_name: str, mark: str, when: datetime, *, unique: bool = False) -> str:
+    """``<schema>_prev_<YYYYMMDDHHMMSS>``; ``unique`` adds ``_<4 hex>`` so that two
+    loads started in the same second never share a name (63 characters at most)."""
+    if unique:
+        return f"{schema_name[:36]}{mark}{when:%Y%m%d%H%M%S}_{secrets.token_hex(2)}"
     return f"{schema_name[:40]}{mark}{when:%Y%m%d%H%M%S}"
 
 
@@ -75,14 +101,18 @@ def incoming_load_sql(*, schema_name: str, incoming: str, source: DumpSource) ->
     """Replay a plain dump of ``schema_name`` so that it lands in ``incoming``,
     in one psql transaction that leaves the live schema as it was."""
     live_exists = schema_exists(schema_name)
-    parking = side_schema_name(schema_name, "_park_", timezone.now())
+    parking = side_schema_name(schema_name, PARKING_MARK, timezone.now(), unique=True)
     before = f"ALTER SCHEMA {_quote(schema_name)} RENAME TO {_quote(parking)};\n" if live_exists else ""
     after = f"\n;ALTER SCHEMA {_quote(schema_name)} RENAME TO {_quote(incoming)};\n"
     if live_exists:
         after += f"ALTER SCHEMA {_quote(parking)} RENAME TO {_quote(schema_name)};\n"
     dump_major = int(source.pg_dump_version.split(".")[0]) if source.pg_dump_version else 0
     # A psql at least as new as the pg_dump that wrote the dump (\restrict lines).
-    client = find_client("psql", min_major=max(dump_major, server_major(connection)))
+    try:
+        client = find_client("psql", min_major=max(dump_major, server_major(connection)))
+    except DumpError as error:
+        raise RestoreFailedError(str(error)) from None
+    # psql_run opens the transaction before ``before`` and commits after ``after`` only.
     psql_run(client=client, chunks=_framed(before.encode(), source.chunks, after.encode()))
 
 
@@ -93,18 +123,46 @@ def _framed(head: bytes, chunks: Iterable[bytes], tail: bytes) -> Iterator[bytes
 
 
 def incoming_load_json(*, incoming: str, source: DumpSource) -> None:
-    """Create ``incoming`` with every migration and load the JSON into it."""
+    """Create ``incoming`` with every migration and load the JSON into it.
+
+    A JSON backup carries the clinic's content types, permissions and groups
+    (with their original ids, which users' permission and group links use):
+    the ones the migrations just created are replaced by them, then those of
+    models newer than the backup are added back."""
     _incoming_create_and_migrate(incoming)
     with schema_context(incoming), transaction.atomic():
         try:
             # Django's JSON deserializer reads the whole document anyway.
             text = b"".join(source.chunks).decode("utf-8")
+            if '"model": "contenttypes.contenttype"' in text:
+                _auth_catalog_clear(incoming)
             objects = serializers.deserialize("json", text, ignorenonexistent=False)
             for obj in objects:
                 obj.save()
         except serializers.base.DeserializationError as error:
             raise RestoreError(f"El JSON del backup no se puede cargar: {error}") from None
         _sequences_reset()
+        _auth_catalog_complete()
+
+
+def _auth_catalog_clear(schema_name: str) -> None:
+    tables = ("auth_group_permissions", "auth_group", "auth_permission", "django_content_type")
+    qualified = ", ".join(f"{_quote(schema_name)}.{table}" for table in tables)  # never public's
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {qualified} RESTART IDENTITY CASCADE")
+    ContentType.objects.clear_cache()
+
+
+def _auth_catalog_complete() -> None:
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.contenttypes.management import create_contenttypes
+
+    ContentType.objects.clear_cache()
+    for app_config in apps.get_app_configs():
+        create_contenttypes(app_config, verbosity=0)
+        create_permissions(app_config, verbosity=0)
+    ContentType.objects.clear_cache()
 
 
 def _incoming_create_and_migrate(incoming: str) -> None:
@@ -145,7 +203,8 @@ def migrations_pending(schema_name: str) -> bool:
 def _sequences_reset() -> None:
     from django.apps import apps
 
-    models = [model for label in settings.CLINIC_DATA_APPS for model in apps.get_app_config(label).get_models()]
+    labels = [*settings.CLINIC_DATA_APPS, "auth", "contenttypes"]
+    models = [model for label in labels for model in apps.get_app_config(label).get_models()]
     statements = connection.ops.sequence_reset_sql(no_style(), models)
     with connection.cursor() as cursor:
         for statement in statements:
@@ -174,9 +233,17 @@ def swap_in(
             restore.finished_at = timezone.now()
             if restore.backup_id and not BackupRecord.objects.filter(pk=restore.backup_id).exists():
                 restore.backup = None  # disaster recovery: the record comes back with the history rebuild
+            if restore.requested_by_id and not _user_exists(restore.requested_by_id):
+                restore.requested_by = None  # an admin the backup predates: the link becomes empty
             restore.save(force_insert=True)
     ContentType.objects.clear_cache()
     return restore
+
+
+def _user_exists(user_id: int) -> bool:
+    from apps.users.models import User
+
+    return User.objects.filter(pk=user_id).exists()
 
 
 def _history_copy(cursor, *, source: str, target: str) -> None:
@@ -209,22 +276,33 @@ def incoming_drop(incoming: str) -> None:
         cursor.execute(f"DROP SCHEMA IF EXISTS {_quote(incoming)} CASCADE")
 
 
+SourceOpener = Callable[[], AbstractContextManager[DumpSource]]
+
+
 def restore_from_source(
-    *, clinic, source: DumpSource, restore: BackupRestore, keep_history_from_live: bool = True
+    *, clinic, lock: ClinicLock, open_source: SourceOpener, restore: BackupRestore, keep_history_from_live: bool = True
 ) -> BackupRestore:
-    """Load, migrate forward and swap in; on failure the live clinic is untouched,
-    the failure is recorded in its history and ``RestoreError`` is raised."""
+    """Open the source (stored checksum first), load it beside the live clinic,
+    migrate forward and swap in, holding ``lock`` (the clinic's, exclusive).
+
+    On any failure — opening the source (a checksum, a missing object or key)
+    included — the live clinic is untouched, the failure is recorded in its
+    restore history and a ``RestoreError`` is raised: ``RestoreFailedError``
+    (a server fault; its detail is logged, the clinic admin gets a plain
+    message) unless the error was already one of the backup family."""
     schema_name = validate_schema_name(clinic.schema_name)
-    incoming = side_schema_name(schema_name, INCOMING_MARK, timezone.now())
+    incoming = side_schema_name(schema_name, INCOMING_MARK, timezone.now(), unique=True)
     started = timezone.now()
     try:
-        if source.format == "sql":
-            incoming_load_sql(schema_name=schema_name, incoming=incoming, source=source)
-            migrate_forward(incoming)
-        elif source.format == "json":
-            incoming_load_json(incoming=incoming, source=source)
-        else:
-            raise RestoreError(f"Formato de backup desconocido: {source.format!r}")
+        with open_source() as source:
+            if source.format == "sql":
+                incoming_load_sql(schema_name=schema_name, incoming=incoming, source=source)
+                migrate_forward(incoming)
+            elif source.format == "json":
+                incoming_load_json(incoming=incoming, source=source)
+            else:
+                raise RestoreError(f"Formato de backup desconocido: {source.format!r}")
+        lock.ensure_held()
         restore.started_at = started
         restored = swap_in(
             schema_name=schema_name,
@@ -234,26 +312,16 @@ def restore_from_source(
         )
     except BaseException as error:
         connection.set_schema_to_public()
-        incoming_drop(incoming)
-        message = str(error) if isinstance(error, BackupError) else f"Error inesperado: {error!r}"
-        if schema_exists(schema_name):
-            with schema_context(schema_name):
-                BackupRestore.objects.create(
-                    source=restore.source,
-                    backup_id=restore.backup_id,
-                    backup_file_name=restore.backup_file_name,
-                    uploaded_file_name=restore.uploaded_file_name,
-                    uploaded_sha256=restore.uploaded_sha256,
-                    requested_by_id=restore.requested_by_id,
-                    started_at=started,
-                    finished_at=timezone.now(),
-                    status=BackupRestore.Status.FAILED,
-                    error=message,
-                )
-        logger.error("Restauración de %s fallida: %s", schema_name, message)
-        if isinstance(error, RestoreError) or not isinstance(error, Exception):
+        if isinstance(error, BackupError):
+            failure = error
+        elif isinstance(error, Exception):
+            failure = RestoreFailedError(f"Error inesperado: {error!r}")
+        else:
+            failure = RestoreFailedError(f"Interrumpido: {type(error).__name__}")  # Ctrl-C, SystemExit
+        _failure_record(schema_name=schema_name, incoming=incoming, restore=restore, started=started, error=failure)
+        if failure is error or not isinstance(error, Exception):
             raise
-        raise RestoreError(message) from error
+        raise failure from error
     logger.info(
         "Clínica %s restaurada (%s); estado anterior en %s",
         schema_name,
@@ -263,11 +331,49 @@ def restore_from_source(
     return restored
 
 
+def _failure_record(*, schema_name: str, incoming: str, restore: BackupRestore, started, error: BackupError) -> None:
+    """Drop what was loaded and write the failed restore row (the clinic admin's
+    message in it; the detail in the log)."""
+    incoming_drop(incoming)
+    message = error.public_message or str(error)
+    if schema_exists(schema_name):
+        with schema_context(schema_name):
+            requested_by_id = restore.requested_by_id if _user_exists(restore.requested_by_id or 0) else None
+            backup_id = restore.backup_id if BackupRecord.objects.filter(pk=restore.backup_id or 0).exists() else None
+            BackupRestore.objects.create(
+                source=restore.source,
+                backup_id=backup_id,
+                backup_file_name=restore.backup_file_name,
+                uploaded_file_name=restore.uploaded_file_name,
+                uploaded_sha256=restore.uploaded_sha256,
+                requested_by_id=requested_by_id,
+                started_at=started,
+                finished_at=timezone.now(),
+                status=BackupRestore.Status.FAILED,
+                error=message,
+            )
+    logger.error("Restauración de %s fallida: %s", schema_name, error)
+
+
 # Leftovers ------------------------------------------------------------------------------
 
 
-def restore_leftover_schemas(*, older_than: datetime) -> list[str]:
-    """Set-aside (previous) and abandoned incoming schemas older than ``older_than``."""
+@dataclass(frozen=True)
+class LeftoverSchema:
+    """A schema a restore set aside (``_prev_``) or an interrupted one left (``_in_``, ``_park_``, ``_drill_``)."""
+
+    name: str
+    clinic_prefix: str  # the clinic's schema name (its first 36-40 characters)
+    mark: str
+    created_at: datetime
+
+    @property
+    def interrupted(self) -> bool:
+        return self.mark in INTERRUPTED_MARKS
+
+
+def restore_leftover_schemas_list() -> list[LeftoverSchema]:
+    """Every schema restores set aside or left behind, oldest first."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT nspname FROM pg_namespace")
         names = [row[0] for row in cursor.fetchall()]
@@ -276,9 +382,13 @@ def restore_leftover_schemas(*, older_than: datetime) -> list[str]:
         match = _LEFTOVER_RE.match(name)
         if match:
             stamp = datetime.strptime(match["stamp"], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-            if stamp < older_than:
-                leftovers.append(name)
-    return sorted(leftovers)
+            leftovers.append(LeftoverSchema(name, match["schema"], match["mark"], stamp))
+    return sorted(leftovers, key=lambda item: (item.created_at, item.name))
+
+
+def restore_leftover_schemas(*, older_than: datetime) -> list[str]:
+    """Set-aside (previous) and abandoned (incoming, parking, drill) schemas older than ``older_than``."""
+    return sorted(item.name for item in restore_leftover_schemas_list() if item.created_at < older_than)
 
 
 def restore_leftover_schemas_drop(*, older_than: datetime | None = None, dry_run: bool = False) -> list[str]:
@@ -297,15 +407,21 @@ def restore_leftover_schemas_drop(*, older_than: datetime | None = None, dry_run
 
 def backup_restore(*, clinic, record: BackupRecord, user=None) -> BackupRestore:
     """Restore ``clinic`` from one of its own succeeded backups (stored checksum
-    verified before anything runs)."""
+    verified before anything runs). ``ClinicBusyError`` at once if a backup,
+    restore, drill or recovery of the clinic is running."""
     from apps.backups.services import backup_open_plain
 
     restore = BackupRestore(
         source=BackupRestore.Source.BACKUP, backup=record, backup_file_name=record.file_name, requested_by=user
     )
-    with backup_open_plain(record=record) as chunks:
-        source = DumpSource(format=record.format, chunks=chunks, pg_dump_version=record.pg_dump_version)
-        return restore_from_source(clinic=clinic, source=source, restore=restore)
+
+    @contextmanager
+    def open_source() -> Iterator[DumpSource]:
+        with backup_open_plain(record=record) as chunks:
+            yield DumpSource(format=record.format, chunks=chunks, pg_dump_version=record.pg_dump_version)
+
+    with clinic_lock(schema_name=clinic.schema_name, operation="restore") as lock:
+        return restore_from_source(clinic=clinic, lock=lock, open_source=open_source, restore=restore)
 
 
 def upload_restore(*, clinic, uploaded_file, user=None) -> BackupRestore:
@@ -336,9 +452,14 @@ def upload_restore(*, clinic, uploaded_file, user=None) -> BackupRestore:
         uploaded_sha256=sha256,
         requested_by=user,
     )
-    uploaded_file.seek(0)
-    source = DumpSource(format=record.format, chunks=uploaded_file.chunks(), pg_dump_version=record.pg_dump_version)
-    return restore_from_source(clinic=clinic, source=source, restore=restore)
+
+    @contextmanager
+    def open_source() -> Iterator[DumpSource]:
+        uploaded_file.seek(0)
+        yield DumpSource(format=record.format, chunks=uploaded_file.chunks(), pg_dump_version=record.pg_dump_version)
+
+    with clinic_lock(schema_name=clinic.schema_name, operation="restore") as lock:
+        return restore_from_source(clinic=clinic, lock=lock, open_source=open_source, restore=restore)
 
 
 def _too_large_message() -> str:

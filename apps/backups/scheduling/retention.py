@@ -15,8 +15,9 @@ record: an interrupted cleanup leaves at worst an expired record whose object
 is already gone, which the next run finishes, never a kept backup without its
 object. Objects of ours that no record references (a lost record), older than
 ``BACKUP_ORPHAN_GRACE_HOURS``, are swept as orphans. Schemas set aside by
-restores are dropped after ``BACKUP_RESTORE_KEEP_DAYS`` by the restore code's
-own hook.
+restores (``_prev_``) and those left by interrupted restores or drills
+(``_in_``, ``_park_``, ``_drill_``) are listed, and dropped once older than
+``BACKUP_RESTORE_KEEP_DAYS`` by the restore code's own hook.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class CleanupReport:
     backups: list[CleanupItem] = field(default_factory=list)
     orphans: list[CleanupItem] = field(default_factory=list)
     schemas: list[CleanupItem] = field(default_factory=list)
+    schemas_kept: list[CleanupItem] = field(default_factory=list)  # interrupted restores' leftovers, still young
     errors: list[str] = field(default_factory=list)
 
 
@@ -94,7 +96,7 @@ def backups_expired(*, records: Iterable[BackupRecord], time_zone: str, now: dat
 
 def backups_cleanup(*, now: datetime | None = None, dry_run: bool = False) -> CleanupReport:
     """Apply retention to every clinic, sweep orphans and old restore leftovers."""
-    from apps.backups.restore.swap import restore_leftover_schemas_drop
+    from apps.backups.restore.swap import restore_leftover_schemas_drop, restore_leftover_schemas_list
 
     now = now or timezone.now()
     report = CleanupReport(dry_run=dry_run)
@@ -106,8 +108,16 @@ def backups_cleanup(*, now: datetime | None = None, dry_run: bool = False) -> Cl
         except BackupError as error:
             report.errors.append(f"{clinic.schema_name}: {error}")
     older_than = now - timedelta(days=settings.BACKUP_RESTORE_KEEP_DAYS)
+    leftovers = {item.name: item for item in restore_leftover_schemas_list()}
     for name in restore_leftover_schemas_drop(older_than=older_than, dry_run=dry_run):
-        report.schemas.append(CleanupItem(name, name, f"apartado por una restauración hace más de {older_than:%F}"))
+        interrupted = leftovers[name].interrupted
+        what = "dejado por una restauración interrumpida" if interrupted else "apartado por una restauración"
+        report.schemas.append(CleanupItem(leftovers[name].clinic_prefix, name, f"{what}, anterior a {older_than:%F}"))
+    for item in leftovers.values():
+        if item.interrupted and item.created_at >= older_than:
+            until = item.created_at + timedelta(days=settings.BACKUP_RESTORE_KEEP_DAYS)
+            reason = f"dejado por una restauración interrumpida; se conserva hasta {until:%F %H:%M} UTC"
+            report.schemas_kept.append(CleanupItem(item.clinic_prefix, item.name, reason))
     if not dry_run:
         ScheduledBackupClaim.objects.exclude(status=ScheduledBackupClaim.Status.RUNNING).filter(
             claimed_at__lt=now - timedelta(days=CLAIM_KEEP_DAYS)

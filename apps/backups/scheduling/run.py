@@ -22,7 +22,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from apps.backups.errors import BackupError, BackupInterruptedError
+from apps.backups.errors import BackupError, BackupInterruptedError, ClinicBusyError
 from apps.backups.interrupts import stop_requested
 from apps.backups.models import BackupRecord
 from apps.backups.scheduling.claims import LeaseKeeper, slot_claim, slot_finish, slot_release, worker_name
@@ -42,6 +42,7 @@ class ScheduledOutcome:
     error: str = ""
     failures: int = 0
     retry_at: datetime | None = None
+    busy: bool = False  # skipped: a restore, drill or recovery held the clinic
 
 
 OnStart = Callable[[DueBackup], None]
@@ -105,9 +106,12 @@ def scheduled_backup_perform(*, due: DueBackup, now: datetime, on_start: OnStart
                 on_start(due)
             try:
                 record = backup_create(clinic=clinic, backup_type="automatic")
-            except BackupInterruptedError as error:
-                slot_release(claim_id=claim_id)  # not the clinic's fault: no back-off, the next run takes it
-                return ScheduledOutcome(due=due, status="skipped", error=str(error))
+            except (BackupInterruptedError, ClinicBusyError) as error:
+                # Stopping, or a restore/drill/recovery holds the clinic: not the clinic's
+                # fault, so no back-off; the slot is given back and the next run takes it.
+                slot_release(claim_id=claim_id)
+                busy = isinstance(error, ClinicBusyError)
+                return ScheduledOutcome(due=due, status="skipped", error=str(error), busy=busy)
             except Exception as error:  # any failure of one clinic must not stop the run
                 return _failed(clinic=clinic, due=due, now=now, claim_id=claim_id, error=error)
             with schema_context(clinic.schema_name):

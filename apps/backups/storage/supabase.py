@@ -16,6 +16,7 @@ no public URL is ever asked for, and the bucket must be private.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import io
 import json
@@ -188,8 +189,17 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
         temporary = f"{folder}/{temporary_name(name)}" if folder else temporary_name(name)
         descriptor, spool_path = tempfile.mkstemp(prefix="psico-backup-", dir=self.spool_dir)
         try:
-            with os.fdopen(descriptor, "wb") as spool:
-                yield spool
+            try:
+                with os.fdopen(descriptor, "wb") as spool:
+                    yield spool
+            except OSError as error:
+                if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise StorageError(
+                    f"El disco local está lleno: la copia temporal de la subida a Supabase no cabe en "
+                    f"{os.path.dirname(spool_path)} ({error.strerror}). Libera espacio en ese disco "
+                    f"(o apunta TMPDIR a otro con sitio para un backup comprimido)."
+                ) from None
             problem = self.public_access_problem()
             if problem:
                 raise StorageError(f"No se sube {path}: {problem}")

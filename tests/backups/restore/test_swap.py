@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from apps.backups.errors import RestoreError
+from apps.backups.errors import IntegrityError, RestoreError
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
 from apps.backups.restore.swap import backup_restore
 from apps.backups.services import backup_create
@@ -131,33 +131,154 @@ head -c 60000 | {real_psql} "$@"
     assert schemas() == schemas_before
     with schema_context("alfa"):
         failed = BackupRestore.objects.get()
-    assert failed.status == "failed" and "psql" in failed.error
+    # A server fault: the clinic admin reads a plain message; psql's detail is only in the log.
+    assert failed.status == "failed" and "error del servidor" in failed.error and "psql:" not in failed.error
 
 
-def test_a_killed_psql_leaves_the_clinic_exactly_as_before(committed, settings, tmp_path):
-    from apps.backups.engine.pg_clients import find_client, server_major
+def test_a_psql_killed_mid_transaction_leaves_the_clinic_exactly_as_before(committed, settings, tmp_path):
+    """psql really inside the load (stdin passed through; pg_stat_activity shows its
+    transaction has written), then SIGKILL: nothing changes, nothing is left, the
+    failure is recorded."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psycopg
+    from django.conf import settings as django_settings
+
+    from apps.backups.engine.pg_clients import find_client, libpq_params, server_major
+    from apps.backups.engine.psql import APPLICATION_NAME
+    from tests.backups.restore.test_crash_safety import restore_backends, wait_for
+    from tests.support.processes import subprocess_env
 
     alfa = committed["alfa"]
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
     change_clinic_data("alfa")
-    before = table_hashes("alfa")
+    before, schemas_before = table_hashes("alfa"), schemas()
     real_psql = find_client("psql", min_major=server_major(connection)).path
+    flag, pid_file = tmp_path / "go", tmp_path / "psql.pid"
+    # All of stdin reaches psql; after 100 kB (inside the COPY blocks) it waits for
+    # the test, which kills psql while its transaction is open and has written.
     pg_client_wrap(
         settings,
         tmp_path / "bin",
         "psql",
         real_psql,
         f"""
-{real_psql} "$@" &
-child=$!
-sleep 0.3
-kill -KILL $child
-exit 137
+{{ head -c 100000; while [ ! -e {flag} ]; do sleep 0.05; done; cat; }} \
+  | bash -c 'echo $$ > {pid_file}; exec "$0" "$@"' {real_psql} "$@"
 """,
     )
-    with pytest.raises(RestoreError):
-        backup_restore(clinic=alfa.clinic, record=record)
+    env = subprocess_env(tmp_path) | {"BACKUP_PG_BIN_DIR": settings.BACKUP_PG_BIN_DIR}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "restore_backup", str(record.pk), "--clinic", "alfa"],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def psql_mid_transaction() -> bool:
+            assert process.poll() is None, process.communicate()
+            with psycopg.connect(**libpq_params(), autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                    "AND state = 'idle in transaction' AND backend_xid IS NOT NULL",
+                    [APPLICATION_NAME],
+                ).fetchone()
+            return row[0] == 1
+
+        wait_for(psql_mid_transaction, timeout=240, what="psql inside the load")  # a busy machine starts Django slowly
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        flag.touch()
+        _, err = process.communicate(timeout=120)
+    finally:
+        flag.touch()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1 and "psql falló" in err
+    wait_for(lambda: restore_backends() == 0, what="the restore's sessions to end")
     assert table_hashes("alfa") == before
+    assert schemas() == schemas_before  # no _park_ / _in_ left
+    with schema_context("alfa"):
+        failed = BackupRestore.objects.get()
+    assert failed.status == "failed" and failed.backup_id == record.pk
+    assert "error del servidor" in failed.error and "psql:" not in failed.error
+
+
+def test_a_plain_checksum_altered_during_a_restore_commits_nothing_and_is_recorded(committed):
+    """The stored object is intact, so the load starts; the plain SHA-256 (changed
+    in the record while the restore is being prepared) fails only at the end of the
+    stream, after psql has replayed all but the last chunk: nothing is committed."""
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    change_clinic_data("alfa")
+    before, schemas_before = table_hashes("alfa"), schemas()
+    with schema_context("alfa"):
+        BackupRecord.objects.filter(pk=record.pk).update(plain_sha256="0" * 64)
+        altered = BackupRecord.objects.get(pk=record.pk)
+
+    with pytest.raises(IntegrityError, match="checksum"):
+        backup_restore(clinic=alfa.clinic, record=altered, user=alfa.admin)
+
+    assert table_hashes("alfa") == before
+    assert schemas() == schemas_before
+    with schema_context("alfa"):
+        failed = BackupRestore.objects.get()
+    assert (failed.status, failed.backup_id, failed.requested_by_id) == ("failed", record.pk, alfa.admin.pk)
+    assert "checksum" in failed.error
+
+
+@pytest.mark.parametrize("fault", ["stored checksum", "missing object", "missing key"])
+def test_restore_failures_before_the_load_are_recorded(committed, settings, age_key, fault):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    assert record.is_encrypted
+    stored = settings.BACKUP_LOCAL_ROOT / record.file_path
+    if fault == "stored checksum":
+        stored_object_tamper(settings.BACKUP_LOCAL_ROOT, record, at=1 / 2)
+        expected = "checksum"
+    elif fault == "missing object":
+        stored.unlink()
+        expected = "no existe"
+    else:
+        settings.BACKUP_AGE_IDENTITY_FILE = ""
+        expected = "clave"
+    client = alfa.admin_client()  # logging in updates last_login: before the snapshot
+    before, schemas_before = table_hashes("alfa"), schemas()
+
+    response = client.post(RESTORE_URL, {"backup_id": record.pk}, format="json")
+
+    assert response.status_code >= 500 and expected in response.json()["error"]
+    assert table_hashes("alfa") == before
+    assert schemas() == schemas_before
+    with schema_context("alfa"):
+        failed = BackupRestore.objects.get()
+    assert failed.status == "failed" and failed.backup_id == record.pk and expected in failed.error
+
+
+def test_a_restore_requested_by_an_admin_the_backup_predates_succeeds(committed):
+    """The admin who asks is not in the backup: the restore's link to them becomes empty."""
+    from apps.users.models import User
+
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    with schema_context("alfa"):
+        newcomer = User.objects.create_user("nueva.admin@alfa.com", "clave-nueva-123", role=User.Role.CLINIC_ADMIN)
+    try:
+        restore = backup_restore(clinic=alfa.clinic, record=record, user=newcomer)
+        assert restore.status == "succeeded"
+        with schema_context("alfa"):
+            saved = BackupRestore.objects.get()
+            assert not User.objects.filter(pk=newcomer.pk).exists()
+        assert saved.status == "succeeded" and saved.requested_by_id is None
+    finally:
+        with schema_context("alfa"):
+            User.objects.filter(email="nueva.admin@alfa.com").delete()
 
 
 def test_restore_backup_command_as_in_the_guide(committed, capsys):
@@ -375,3 +496,105 @@ def test_disaster_recovery_into_a_fresh_database(committed, settings, age_key, t
         assert data == {t: h for t, h in original.items() if not t.startswith("backups_")}
         assert int(recovered["backups_backuprecord"].split(":")[0]) == 1
         assert int(recovered["backups_backuprestore"].split(":")[0]) == 1
+
+
+def test_restore_drill_gives_every_clinic_its_line_whatever_failed_before(committed, settings, capsys):
+    import json
+
+    from django.core.management import CommandError
+
+    alfa_record = backup_create(clinic=committed["alfa"].clinic, backup_type="manual")
+    backup_create(clinic=committed["beta"].clinic, backup_type="manual")
+    # alfa's manifest lost its row counts: an unexpected (non-BackupError) failure.
+    manifest_path = settings.BACKUP_LOCAL_ROOT / alfa_record.manifest_path
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["row_counts"]
+    manifest_path.write_text(json.dumps(manifest))
+
+    with pytest.raises(CommandError, match="1 clínica"):
+        call_command("restore_drill", "alfa", "beta")
+    captured = capsys.readouterr()
+    assert "❌ alfa: error inesperado (KeyError)" in captured.err
+    assert "✅ beta" in captured.out
+    assert not [name for name in schemas() if "_drill_" in name]
+
+
+def test_restore_drill_refuses_a_schema_that_is_not_a_clinic(committed, capsys):
+    from django.core.management import CommandError
+
+    backup_create(clinic=committed["beta"].clinic, backup_type="manual")
+    with pytest.raises(CommandError, match="Clínicas desconocidas: nadie"):
+        call_command("restore_drill", "beta", "nadie")
+    assert "✅" not in capsys.readouterr().out  # nothing drilled: the operator's list was wrong
+
+
+def test_a_server_fault_answers_5xx_with_a_message_for_the_admin_and_the_detail_only_in_the_log(
+    committed, settings, tmp_path, caplog
+):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-psql-here")  # no psql to restore with
+    client = alfa.admin_client()
+    before = table_hashes("alfa")
+
+    response = client.post(RESTORE_URL, {"backup_id": record.pk}, format="json")
+
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert "error del servidor" in error and str(tmp_path) not in error and "psql" not in error
+    assert str(tmp_path) in caplog.text  # the operator's detail
+    assert table_hashes("alfa") == before
+    with schema_context("alfa"):
+        failed = BackupRestore.objects.get()
+    assert failed.status == "failed" and str(tmp_path) not in failed.error
+
+
+def auth_links(schema: str) -> dict[str, set]:
+    """Who is in which group, and which permissions groups and users hold, by name."""
+    from django.contrib.auth.models import Group
+
+    from apps.users.models import User
+
+    with schema_context(schema):
+        return {
+            "groups": set(Group.objects.values_list("name", "permissions__codename")),
+            "members": set(User.groups.through.objects.values_list("user__email", "group__name")),
+            "direct": set(User.user_permissions.through.objects.values_list("user__email", "permission__codename")),
+        }
+
+
+def test_json_round_trip_keeps_groups_permissions_and_their_links(committed, settings, tmp_path):
+    from django.contrib.auth.models import Group, Permission
+
+    alfa = committed["alfa"]
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-pg-dump")
+    try:
+        with schema_context("alfa"):
+            group = Group.objects.create(name="Recepción y caja")
+            group.permissions.add(*Permission.objects.filter(codename__in=["view_professional", "add_payment"]))
+            alfa.staff.groups.add(group)
+            alfa.staff.user_permissions.add(Permission.objects.get(codename="change_appointment"))
+        before = auth_links("alfa")
+        assert before["members"] == {(alfa.staff.email, "Recepción y caja")}
+        record = backup_create(clinic=alfa.clinic, backup_type="manual")
+        assert record.format == "json" and record.status == "succeeded"
+        with schema_context("alfa"):
+            Group.objects.all().delete()
+            alfa.staff.user_permissions.clear()
+
+        restore = backup_restore(clinic=alfa.clinic, record=record)
+
+        assert restore.status == "succeeded"
+        assert auth_links("alfa") == before
+    finally:
+        with schema_context("alfa"):
+            Group.objects.all().delete()
+            alfa.staff.user_permissions.clear()
+
+
+def test_restore_drill_of_a_json_backup_matches_its_manifest(committed, settings, tmp_path, capsys):
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-pg-dump")
+    record = backup_create(clinic=committed["beta"].clinic, backup_type="manual")
+    assert record.format == "json"
+    call_command("restore_drill", "beta")
+    assert "✅ beta" in capsys.readouterr().out

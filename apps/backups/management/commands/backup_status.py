@@ -1,10 +1,12 @@
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from apps.backups.management.commands._time import parse_now
 from apps.backups.monitoring.status import backup_status_list
+from apps.backups.restore.swap import restore_leftover_schemas_list
 
 
 def _age(now, moment) -> str:
@@ -55,13 +57,28 @@ class Command(BaseCommand):
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
             self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        interrupted = [item for item in restore_leftover_schemas_list() if item.interrupted]
+        if interrupted:
+            self.stdout.write(
+                f"⚠️  Esquemas dejados por restauraciones o simulacros interrumpidos "
+                f"(cleanup_old_backups los borra tras {settings.BACKUP_RESTORE_KEEP_DAYS} días):"
+            )
+            for item in interrupted:
+                self.stdout.write(f"   {item.name}  (clínica {item.clinic_prefix}, desde {_when(item.created_at)})")
 
     def _write_json(self, statuses, now) -> None:
         def value(v):
             return v.isoformat() if hasattr(v, "isoformat") else v
 
         payload = [{key: value(v) for key, v in vars(s).items()} for s in statuses]
-        self.stdout.write(json_dumps({"generated_at": now.isoformat(), "clinics": payload}))
+        leftovers = [
+            {"schema": item.name, "clinic": item.clinic_prefix, "kind": item.mark.strip("_"),
+             "interrupted": item.interrupted, "since": item.created_at.isoformat()}
+            for item in restore_leftover_schemas_list()
+        ]  # fmt: skip
+        self.stdout.write(
+            json_dumps({"generated_at": now.isoformat(), "clinics": payload, "restore_schemas": leftovers})
+        )
 
 
 def json_dumps(data) -> str:

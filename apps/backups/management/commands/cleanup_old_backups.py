@@ -27,6 +27,8 @@ class Command(BaseCommand):
             self.stdout.write(f"   {verb}: {item.what} ({item.reason})")
         for item in report.schemas:
             self.stdout.write(f"   {verb} el esquema {item.what} ({item.reason})")
+        for item in report.schemas_kept:
+            self.stdout.write(f"   ⚠️  Esquema {item.what} ({item.reason})")
         for error in report.errors:
             self.stderr.write(f"   -> Error: {error}")
         totals = (

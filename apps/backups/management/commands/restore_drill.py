@@ -1,8 +1,12 @@
+import logging
+
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.errors import BackupError
 from apps.backups.restore.recovery import DrillResult, restore_drill
 from apps.tenants.selectors import clinics_for_backup
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -18,12 +22,22 @@ class Command(BaseCommand):
         clinics = clinics_for_backup()
         if schemas:
             clinics = clinics.filter(schema_name__in=schemas)
+            unknown = sorted(set(schemas) - {clinic.schema_name for clinic in clinics})
+            if unknown:
+                raise CommandError(f"Clínicas desconocidas: {', '.join(unknown)}. No se hizo ningún simulacro.")
         failed = 0
         for clinic in clinics:
+            # Every clinic gets its line, whatever happened to the one before.
             try:
                 result = restore_drill(clinic=clinic)
-            except BackupError as error:  # e.g. the storage refused the key: one line, not a traceback
+            except BackupError as error:  # busy, or the storage refused the key: one line, not a traceback
                 result = DrillResult(schema_name=clinic.schema_name, error=str(error))
+            except Exception as error:
+                failed += 1
+                logger.exception("Simulacro de %s fallido", clinic.schema_name)
+                kind = type(error).__name__
+                self.stderr.write(f"❌ {clinic.schema_name}: error inesperado ({kind}); ver el registro.")
+                continue
             if result.passed:
                 self.stdout.write(
                     f"✅ {clinic.schema_name}: {result.file_name} se restaura y cuadra con su manifiesto."

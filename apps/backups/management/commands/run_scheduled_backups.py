@@ -36,6 +36,12 @@ class Command(BaseCommand):
 
         def on_done(outcome: ScheduledOutcome) -> None:
             if outcome.status == "skipped":
+                if outcome.busy:
+                    lines = [start_line(outcome.due)] if workers > 1 else []
+                    lines.append(f"   -> Omitida: {outcome.error} Se intentará en la próxima ejecución.")
+                    with lock:
+                        for line in lines:
+                            self.stdout.write(line)
                 return
             # Several workers: a clinic's lines are written together so they stay readable.
             lines = [start_line(outcome.due)] if workers > 1 else []
