@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -74,13 +74,14 @@ def scheduled_backups_run(
 
 
 def _in_own_connection(function):
-    """Worker threads get their own connection from Django; close it when done."""
+    """Worker threads get their own connections from Django (the default one and
+    the backup reader); close them all when done."""
 
     def wrapper(item):
         try:
             return function(item)
         finally:
-            connection.close()
+            connections.close_all()
 
     return wrapper
 
