@@ -3,7 +3,6 @@ one service, render. Errors are rendered by ``apps.backups.api.exception_handler
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from django.conf import settings
@@ -28,7 +27,9 @@ from apps.backups.restore.swap import backup_restore, upload_restore, upload_siz
 from apps.backups.services import backup_create, backup_download_record, backup_get_available
 from apps.backups.storage import get_backup_storage
 from apps.clinic_admin.permissions import IsClinicAdmin
+from apps.users.reauth import reauthentication_ensure
 from apps.users.schema import CLINIC_ADMIN_ERRORS, error_response
+from apps.users.sign_ins import client_address
 
 logger = logging.getLogger(__name__)
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
@@ -44,17 +45,7 @@ def _download_requested(request) -> bool:
     return value in TRUE_VALUES
 
 
-def _client_address(request) -> str | None:
-    """Who asked: REMOTE_ADDR, or behind ``NUM_PROXIES`` trusted proxies the
-    address the outermost one saw (entries further left can be forged)."""
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    if settings.NUM_PROXIES and forwarded:
-        candidate = forwarded[-min(settings.NUM_PROXIES, len(forwarded))]
-        try:
-            return str(ipaddress.ip_address(candidate))
-        except ValueError:
-            logger.warning("X-Forwarded-For no válido: %r; se usa REMOTE_ADDR", candidate[:64])
-    return request.META.get("REMOTE_ADDR")
+_client_address = client_address  # who asked, behind NUM_PROXIES (shared with sign-in records)
 
 
 def _send_file(request, record: BackupRecord):
@@ -151,8 +142,13 @@ class RestoreBackupFromFileView(APIView):
             200: RestoreResponseSerializer,
             400: error_response("Archivo ajeno a esta clínica o a este sistema, demasiado grande, o psql falló."),
             **CLINIC_ADMIN_ERRORS,
+            403: error_response(
+                "No es administrador, o falta re-autenticación: la contraseña en 'password' o un inicio de "
+                "sesión de los últimos REAUTH_WINDOW_MINUTES minutos."
+            ),
             404: error_response("No hay un backup con ese id en esta clínica."),
             409: error_response("El backup no se completó y no se puede restaurar."),
+            429: error_response("Demasiadas contraseñas incorrectas: cuenta o dirección bloqueada un tiempo."),
         },
     )
     def post(self, request):
@@ -160,6 +156,7 @@ class RestoreBackupFromFileView(APIView):
         serializer = RestoreRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
+        reauthentication_ensure(request, password=values.get("password"))
         if "file" in values:
             restore = upload_restore(clinic=request.tenant, uploaded_file=values["file"], user=request.user)
         else:
