@@ -217,6 +217,8 @@ AXES_USERNAME_CALLABLE = "apps.users.sign_ins.sign_in_username"
 AXES_LOCKOUT_CALLABLE = "apps.users.sign_ins.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
+# Attempts while locked out are refused without being counted: the cool-down runs from the lockout.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # Destructive operations (restore, deleting a backup) need the password in the same
 # request or a sign-in within this many minutes (apps/users/reauth.py).
 REAUTH_WINDOW_MINUTES = env_int("REAUTH_WINDOW_MINUTES", 5)
