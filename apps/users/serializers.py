@@ -24,9 +24,23 @@ class ClinicTokenObtainPairSerializer(TokenObtainPairSerializer):
 
     def validate(self, attrs):
         data = super().validate(attrs)
-        # Recorded as a sign-in (django-axes' access log, last_login) like a session login.
-        user_logged_in.send(sender=self.user.__class__, request=self.context["request"], user=self.user, via_token=True)
+        # Recorded as a sign-in (django-axes' access log, last_login) like a session login,
+        # without the session django-axes would otherwise create for its log entry.
+        request = _Sessionless(self.context["request"])
+        user_logged_in.send(sender=self.user.__class__, request=request, user=self.user, via_token=True)
         return data
+
+
+class _Sessionless:
+    """The request as seen by sign-in receivers of a token sign-in: no session."""
+
+    def __init__(self, request):
+        object.__setattr__(self, "_wrapped", request)
+
+    def __getattr__(self, name):
+        if name == "session":
+            raise AttributeError(name)
+        return getattr(object.__getattribute__(self, "_wrapped"), name)
 
 
 class ClinicTokenRefreshSerializer(TokenRefreshSerializer):
