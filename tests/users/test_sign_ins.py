@@ -153,8 +153,18 @@ server.serve_forever()
 """
 
 
+def sign_in_records_clear() -> None:
+    connection.set_schema_to_public()
+    for schema in ("alfa", "beta"):
+        with schema_context(schema):
+            AccessAttempt.objects.all().delete()
+            AccessFailureLog.objects.all().delete()
+            AccessLog.objects.all().delete()
+
+
 @pytest.fixture
 def two_servers(committed, tmp_path):
+    sign_in_records_clear()  # committed tests before this one signed in
     env = subprocess_env(tmp_path)
     processes = [
         subprocess.Popen(
@@ -170,12 +180,7 @@ def two_servers(committed, tmp_path):
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
-        connection.set_schema_to_public()
-        for schema in ("alfa", "beta"):
-            with schema_context(schema):
-                AccessAttempt.objects.all().delete()
-                AccessFailureLog.objects.all().delete()
-                AccessLog.objects.all().delete()
+        sign_in_records_clear()
 
 
 def post_token(port: int, domain: str, email: str, password: str) -> tuple[int, dict]:
