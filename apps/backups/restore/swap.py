@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from axes.models import AccessFailureLog, AccessLog
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
@@ -46,8 +47,9 @@ PREVIOUS_MARK = "_prev_"
 _LEFTOVER_RE = re.compile(
     rf"^(?P<schema>[a-z_][a-z0-9_]*?)(?P<mark>{INCOMING_MARK}|{PREVIOUS_MARK})(?P<stamp>\d{{14}})$"
 )
-# History is the clinic's record of backups: it survives any restore.
-HISTORY_MODELS = (BackupRecord, BackupDownload, BackupRestore)
+# History is the clinic's record of backups and of sign-ins (django-axes' logs, an
+# audit trail): it survives any restore.
+HISTORY_MODELS = (BackupRecord, BackupDownload, BackupRestore, AccessLog, AccessFailureLog)
 USER_COLUMNS = {"created_by_id", "user_id", "requested_by_id"}
 
 
