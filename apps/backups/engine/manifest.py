@@ -4,10 +4,13 @@ rebuild the history of a clinic from the bucket alone."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from apps.backups.engine.pipeline import StoredBytes
 from apps.backups.engine.snapshot import SchemaSnapshot
-from apps.backups.models import BackupRecord
+
+if TYPE_CHECKING:  # the engine sits below the models: a type, not an import
+    from apps.backups.models import BackupRecord
 
 MANIFEST_VERSION = 1
 

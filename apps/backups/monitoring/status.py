@@ -16,6 +16,7 @@ from django.db import connection
 
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.scheduling.rules import backup_missed_since, backup_next_due
+from apps.backups.selectors import schemas_with_backup_table
 from apps.tenants.models import Clinic
 from apps.tenants.selectors import clinics_for_backup
 
@@ -51,13 +52,6 @@ class OverdueClinic:
     due_since: datetime
     consecutive_failures: int
     retry_at: datetime | None
-
-
-def schemas_with_backup_table() -> set[str]:
-    """Clinic schemas that hold a backup history table (one catalog query)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT schemaname FROM pg_tables WHERE tablename = 'backups_backuprecord'")
-        return {row[0] for row in cursor.fetchall()}
 
 
 _PER_SCHEMA_SQL = """

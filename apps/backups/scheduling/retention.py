@@ -32,8 +32,8 @@ from django_tenants.utils import schema_context
 from apps.backups.engine.naming import MANIFEST_SUFFIX, parse_file_name
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
-from apps.backups.monitoring.status import schemas_with_backup_table
 from apps.backups.scheduling.rules import clinic_zone, week_sunday
+from apps.backups.selectors import schemas_with_backup_table
 from apps.backups.services import stale_backups_fail
 from apps.backups.storage import BackupStorage, get_backup_storage
 from apps.tenants.models import Clinic, ScheduledBackupClaim
