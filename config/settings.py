@@ -112,6 +112,7 @@ TENANT_APPS = [
     "apps.clinical_history",
     "apps.payment_system",
     "apps.backups",
+    "apps.backups_page",
 ]
 
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -124,10 +125,14 @@ SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 MIDDLEWARE = [
     "django_tenants.middleware.main.TenantMainMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The page's CSS and JavaScript, served by the project itself (no CDN).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Sessions of another clinic or from before the clinic's last restore end here.
+    "apps.users.sessions.ClinicSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a django-axes lockout of a session sign-in (admin, clinic pages) into 429.
@@ -179,7 +184,19 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves the apps' static files straight from their folders: a handful
+# of small files, so no collectstatic step is needed in the build (no STATIC_ROOT).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+# The clinic's backups page (apps.backups_page) signs in with a session.
+LOGIN_URL = "backups_page:sign_in"
+CSRF_FAILURE_VIEW = "apps.backups_page.views.csrf_failure"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# A page of history to show at a time.
+BACKUPS_PAGE_SIZE = env_int("BACKUPS_PAGE_SIZE", 20)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.users.authentication.ClinicJWTAuthentication"],

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/admin/", include("apps.clinic_admin.urls")),
     path("api/backups/", include("apps.backups.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("backups/", include("apps.backups_page.urls")),
 ]
 
 handler400 = "config.api_errors.bad_request"

@@ -75,3 +75,12 @@ class SignInSerializer(serializers.Serializer):
     ip_address = serializers.CharField(allow_null=True)
     user_agent = serializers.CharField()
     path = serializers.CharField()
+
+
+class ReauthRequestSerializer(serializers.Serializer):
+    password = serializers.CharField(
+        required=False,
+        write_only=True,
+        trim_whitespace=False,
+        help_text="Tu contraseña: obligatoria si no iniciaste sesión en los últimos REAUTH_WINDOW_MINUTES minutos.",
+    )

@@ -14,24 +14,30 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.backups.api.responses import backup_file_response
+from apps.backups.api.responses import backup_download_response
 from apps.backups.api.serializers import (
     BackupCreatedSerializer,
     BackupRecordSerializer,
     BackupRestoreSerializer,
+    RestoreListItemSerializer,
     RestoreRequestSerializer,
     RestoreResponseSerializer,
 )
-from apps.backups.models import BackupRecord
+from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.restore.swap import backup_restore, upload_restore, upload_size_check
-from apps.backups.services import backup_create, backup_download_record, backup_get_available
+from apps.backups.services import backup_create, backup_get_available, manual_backup_delete
 from apps.backups.storage import get_backup_storage
 from apps.clinic_admin.permissions import IsClinicAdmin
-from apps.users.reauth import reauthentication_ensure
+from apps.users.reauth import RecentAuthentication, reauthentication_ensure
 from apps.users.schema import CLINIC_ADMIN_ERRORS, error_response
-from apps.users.sign_ins import client_address
+from apps.users.serializers import ReauthRequestSerializer
 
 logger = logging.getLogger(__name__)
+REAUTH_403 = (
+    "No es administrador, o falta re-autenticación: la contraseña en 'password' o un inicio de sesión "
+    "de los últimos REAUTH_WINDOW_MINUTES minutos (5 por defecto)."
+)
+REAUTH_429 = "Demasiadas contraseñas incorrectas: cuenta o dirección bloqueada un tiempo."
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
 RESTORED_MESSAGE = "Clínica restaurada correctamente. Las sesiones anteriores se cerraron: vuelve a iniciar sesión."
 TRUE_VALUES = {"1", "true", "yes", "si", "sí"}
@@ -43,25 +49,6 @@ def _download_requested(request) -> bool:
     if value not in TRUE_VALUES | FALSE_VALUES:
         raise ValidationError({"error": "Usa download=true o download=false."})
     return value in TRUE_VALUES
-
-
-_client_address = client_address  # who asked, behind NUM_PROXIES (shared with sign-in records)
-
-
-def _send_file(request, record: BackupRecord):
-    """The file, recorded as downloaded when its first byte is sent (not for HEAD,
-    nor when the stored object fails its check and nothing is sent)."""
-
-    def download_record() -> None:
-        backup_download_record(
-            clinic=request.tenant,
-            record=record,
-            user=request.user,
-            ip_address=_client_address(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        )
-
-    return backup_file_response(record, on_send=None if request.method == "HEAD" else download_record)
 
 
 class CreateBackupView(APIView):
@@ -91,7 +78,7 @@ class CreateBackupView(APIView):
             clinic=request.tenant, backup_type="manual", user=request.user, max_size=settings.MAX_BACKUP_SIZE
         )
         if download:
-            return _send_file(request, record)
+            return backup_download_response(request, record)
         body = {
             "message": f"Backup creado y subido a {get_backup_storage().label} exitosamente",
             "backup_info": BackupRecordSerializer(record).data,
@@ -126,7 +113,43 @@ class DownloadBackupView(APIView):
         }
     )
     def get(self, request, pk: int):
-        return _send_file(request, backup_get_available(backup_id=pk))
+        return backup_download_response(request, backup_get_available(backup_id=pk))
+
+
+class BackupDeleteView(APIView):
+    """Delete one of this clinic's manual backups: stored object, manifest and record.
+    Needs re-authentication: ``{"password": ...}`` in the body or a recent sign-in."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin, RecentAuthentication]
+
+    @extend_schema(
+        request=ReauthRequestSerializer,
+        responses={
+            204: OpenApiResponse(description="Eliminado: el objeto, su manifiesto y el registro."),
+            **CLINIC_ADMIN_ERRORS,
+            403: error_response(REAUTH_403),
+            429: error_response(REAUTH_429),
+            404: error_response("No hay un backup con ese id en esta clínica."),
+            409: error_response(
+                "No se puede eliminar: es automático, está en curso o es el backup correcto más reciente."
+            ),
+            503: error_response("El almacenamiento no está disponible; no se eliminó el registro."),
+        },
+    )
+    def delete(self, request, pk: int):
+        manual_backup_delete(clinic=request.tenant, backup_id=pk, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RestoreListView(APIView):
+    """This clinic's restores, newest first: who, when, from what, result."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(responses={200: RestoreListItemSerializer(many=True), **CLINIC_ADMIN_ERRORS})
+    def get(self, request):
+        restores = BackupRestore.objects.select_related("requested_by")
+        return Response(RestoreListItemSerializer(restores, many=True).data)
 
 
 class RestoreBackupFromFileView(APIView):
@@ -142,13 +165,10 @@ class RestoreBackupFromFileView(APIView):
             200: RestoreResponseSerializer,
             400: error_response("Archivo ajeno a esta clínica o a este sistema, demasiado grande, o psql falló."),
             **CLINIC_ADMIN_ERRORS,
-            403: error_response(
-                "No es administrador, o falta re-autenticación: la contraseña en 'password' o un inicio de "
-                "sesión de los últimos REAUTH_WINDOW_MINUTES minutos."
-            ),
+            403: error_response(REAUTH_403),
             404: error_response("No hay un backup con ese id en esta clínica."),
             409: error_response("El backup no se completó y no se puede restaurar."),
-            429: error_response("Demasiadas contraseñas incorrectas: cuenta o dirección bloqueada un tiempo."),
+            429: error_response(REAUTH_429),
         },
     )
     def post(self, request):
