@@ -70,8 +70,6 @@ if HTTPS:
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True  # the clinics' domains are subdomains
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -193,7 +191,8 @@ WHITENOISE_AUTOREFRESH = False
 LOGIN_URL = "backups_page:sign_in"
 CSRF_FAILURE_VIEW = "apps.backups_page.views.csrf_failure"
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+# Secure-only cookies whenever the site is HTTPS only (DJANGO_HTTPS); the variable overrides.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # A page of history to show at a time.
 BACKUPS_PAGE_SIZE = env_int("BACKUPS_PAGE_SIZE", 20)
