@@ -92,6 +92,8 @@ SHARED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     # Platform staff log into the public admin, so users exist in public too.
     "apps.users",
+    # DDL shared by every clinic of one structure (the fast SQL backup), in public.
+    "apps.backups.ddl_cache",
 ]
 
 TENANT_APPS = [
