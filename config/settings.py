@@ -55,6 +55,25 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", ".localhost", "127.0.0.1"])
 
+
+def _only_local_hosts(hosts: list[str]) -> bool:
+    return all(host in {"localhost", "127.0.0.1", "[::1]"} or host.endswith(".localhost") for host in hosts)
+
+
+# HTTPS only (README: "Security"): on unless debugging or serving only local host
+# names (make demo / make serve stay on plain HTTP); DJANGO_HTTPS overrides.
+HTTPS = env_bool("DJANGO_HTTPS", not DEBUG and not _only_local_hosts(ALLOWED_HOSTS))
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # Render (and most platforms) end TLS at their proxy and say so in this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True  # the clinics' domains are subdomains
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
 SHARED_APPS = [
     "django_tenants",
     "apps.tenants",
@@ -65,8 +84,12 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework_simplejwt",  # only for its Spanish messages (no models)
+    "rest_framework_simplejwt",  # its Spanish messages
     "drf_spectacular",
+    # Sign-in attempts and records, token blacklist: in public for the platform's
+    # own users, and in every clinic's schema (TENANT_APPS) for its users.
+    "axes",
+    "rest_framework_simplejwt.token_blacklist",
     # Platform staff log into the public admin, so users exist in public too.
     "apps.users",
     # DDL shared by every clinic of one structure (the fast SQL backup), in public.
@@ -80,6 +103,8 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "apps.users",
+    "axes",
+    "rest_framework_simplejwt.token_blacklist",
     "apps.clinic_admin",
     "apps.professionals",
     "apps.appointments",
@@ -110,6 +135,8 @@ MIDDLEWARE = [
     "apps.users.sessions.ClinicSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a django-axes lockout of a session sign-in (admin, clinic pages) into 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls_tenants"
@@ -140,7 +167,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: it refuses locked-out sign-ins before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 LANGUAGE_CODE = "es"
@@ -158,7 +193,8 @@ WHITENOISE_AUTOREFRESH = False
 LOGIN_URL = "backups_page:sign_in"
 CSRF_FAILURE_VIEW = "apps.backups_page.views.csrf_failure"
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+# Secure-only cookies whenever the site is HTTPS only (DJANGO_HTTPS); the variable overrides.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # A page of history to show at a time.
 BACKUPS_PAGE_SIZE = env_int("BACKUPS_PAGE_SIZE", 20)
@@ -175,8 +211,35 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(hours=env_int("JWT_REFRESH_HOURS", 24)),
     "AUTH_HEADER_TYPES": ("Bearer",),
-    "UPDATE_LAST_LOGIN": True,
+    # last_login is updated by the user_logged_in signal the token endpoint sends.
+    "UPDATE_LAST_LOGIN": False,
+    # Revocable tokens (README: "Security"): each refresh gives a new refresh token and
+    # blacklists the old one; a password change voids access tokens (hash claim).
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "CHECK_REVOKE_TOKEN": True,
 }
+
+# Sign-in protection (django-axes; README: "Security"). Failures are counted in the
+# database (each clinic's schema), so every web process shares them.
+AUTH_LOCKOUT_FAILURES = env_int("AUTH_LOCKOUT_FAILURES", 5)
+AUTH_LOCKOUT_MINUTES = env_int("AUTH_LOCKOUT_MINUTES", 15)  # first cool-down; doubled per further lockout
+AUTH_LOCKOUT_MAX_MINUTES = env_int("AUTH_LOCKOUT_MAX_MINUTES", 24 * 60)
+AXES_FAILURE_LIMIT = AUTH_LOCKOUT_FAILURES
+AXES_COOLOFF_TIME = "apps.users.sign_ins.sign_in_cool_off"
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one reaching the limit locks
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_CLIENT_IP_CALLABLE = "apps.users.sign_ins.client_address"
+AXES_USERNAME_CALLABLE = "apps.users.sign_ins.sign_in_username"
+AXES_LOCKOUT_CALLABLE = "apps.users.sign_ins.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+# Attempts while locked out are refused without being counted: the cool-down runs from the lockout.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Destructive operations (restore, deleting a backup) need the password in the same
+# request or a sign-in within this many minutes (apps/users/reauth.py).
+REAUTH_WINDOW_MINUTES = env_int("REAUTH_WINDOW_MINUTES", 5)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "PsicoAdmin API",

@@ -19,8 +19,16 @@ def password_problem(request, *, password: str) -> str | None:
     """Why the signed-in user's password does not confirm a destructive action, if so.
 
     A restore or a deletion needs the administrator's password again, whatever
-    the age of the session."""
-    if not request.user.check_password(password):
+    the age of the session. Checked through ``authenticate(request=...)`` so that
+    wrong passwords count towards the sign-in lockout (django-axes)."""
+    from django.contrib.auth import authenticate
+
+    from apps.users.sign_ins import lockout_message
+
+    checked = authenticate(request=request, email=request.user.email, password=password)
+    if getattr(request, "axes_locked_out", False):
+        return lockout_message(request)
+    if checked is None or checked.pk != request.user.pk:
         return "La contraseña no es correcta."
     return None
 

@@ -1,6 +1,13 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
 
 class TenantsConfig(AppConfig):
     name = "apps.tenants"
     verbose_name = "Clínicas"
+
+    def ready(self):
+        from apps.tenants import checks  # noqa: F401 (registers the system checks)
+        from apps.tenants.pooler import refuse_pooled_connection
+
+        connection_created.connect(refuse_pooled_connection, dispatch_uid="refuse_pooled_connection")

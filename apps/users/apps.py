@@ -8,6 +8,7 @@ class UsersConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_logged_in
 
+        from apps.users import signals  # noqa: F401 (token revocation, sign-in time)
         from apps.users.sessions import session_bind_to_clinic
 
         user_logged_in.connect(session_bind_to_clinic, dispatch_uid="users.session_bind_to_clinic")

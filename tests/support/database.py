@@ -13,8 +13,11 @@ from psycopg import sql
 from apps.backups.engine.pg_clients import find_client, libpq_params
 
 
-def table_hashes(schema: str, *, dbname: str | None = None, exclude_prefix: str = "backups_") -> dict[str, str]:
-    """Ordered row hash of every table of ``schema``: equal hashes, equal rows."""
+def table_hashes(
+    schema: str, *, dbname: str | None = None, exclude_prefix: str | tuple[str, ...] = ("backups_", "axes_")
+) -> dict[str, str]:
+    """Ordered row hash of every table of ``schema``: equal hashes, equal rows. The
+    backup history and the sign-in records (kept across restores) are left out."""
     params = libpq_params() | ({"dbname": dbname} if dbname else {})
     with psycopg.connect(**params) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", [schema])

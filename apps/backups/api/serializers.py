@@ -35,6 +35,13 @@ class BackupCreatedSerializer(serializers.Serializer):
 class RestoreRequestSerializer(serializers.Serializer):
     backup_id = serializers.IntegerField(required=False, min_value=1)
     file = serializers.FileField(required=False, help_text="Un .sql o .json descargado de esta clínica.")
+    password = serializers.CharField(
+        required=False,
+        write_only=True,
+        trim_whitespace=False,
+        help_text="La contraseña del administrador: obligatoria si no inició sesión en los últimos "
+        "REAUTH_WINDOW_MINUTES minutos (5 por defecto).",
+    )
 
     def validate(self, attrs):
         if ("backup_id" in attrs) == ("file" in attrs):

@@ -30,9 +30,16 @@ from apps.backups.restore.swap import backup_restore, upload_restore, upload_siz
 from apps.backups.services import backup_create, backup_get_available, manual_backup_delete
 from apps.backups.storage import get_backup_storage
 from apps.clinic_admin.permissions import IsClinicAdmin
+from apps.users.reauth import RecentAuthentication, reauthentication_ensure
 from apps.users.schema import CLINIC_ADMIN_ERRORS, error_response
+from apps.users.serializers import ReauthRequestSerializer
 
 logger = logging.getLogger(__name__)
+REAUTH_403 = (
+    "No es administrador, o falta re-autenticación: la contraseña en 'password' o un inicio de sesión "
+    "de los últimos REAUTH_WINDOW_MINUTES minutos (5 por defecto)."
+)
+REAUTH_429 = "Demasiadas contraseñas incorrectas: cuenta o dirección bloqueada un tiempo."
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
 RESTORED_MESSAGE = "Clínica restaurada correctamente. Las sesiones anteriores se cerraron: vuelve a iniciar sesión."
 TRUE_VALUES = {"1", "true", "yes", "si", "sí"}
@@ -133,15 +140,18 @@ class DownloadBackupView(APIView):
 
 
 class BackupDeleteView(APIView):
-    """Delete one of this clinic's manual backups: stored object, manifest and record."""
+    """Delete one of this clinic's manual backups: stored object, manifest and record.
+    Needs re-authentication: ``{"password": ...}`` in the body or a recent sign-in."""
 
-    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin, RecentAuthentication]
 
     @extend_schema(
-        request=None,
+        request=ReauthRequestSerializer,
         responses={
             204: OpenApiResponse(description="Eliminado: el objeto, su manifiesto y el registro."),
             **CLINIC_ADMIN_ERRORS,
+            403: error_response(REAUTH_403),
+            429: error_response(REAUTH_429),
             404: error_response("No hay un backup con ese id en esta clínica."),
             409: error_response(
                 "No se puede eliminar: es automático, está en curso o es el backup correcto más reciente."
@@ -178,10 +188,12 @@ class RestoreBackupFromFileView(APIView):
             200: RestoreResponseSerializer,
             400: error_response("Archivo ajeno a esta clínica o a este sistema, o demasiado grande."),
             **CLINIC_ADMIN_ERRORS,
+            403: error_response(REAUTH_403),
             404: error_response("No hay un backup con ese id en esta clínica."),
             409: error_response("El backup no se completó, o la clínica está ocupada con otro backup o restauración."),
             500: error_response("La restauración falló por un error del servidor; no se cambió nada."),
             507: error_response("El servidor no tiene espacio para recibir el archivo."),
+            429: error_response(REAUTH_429),
         },
     )
     def post(self, request):
@@ -189,6 +201,7 @@ class RestoreBackupFromFileView(APIView):
         serializer = RestoreRequestSerializer(data=_request_data(request))
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
+        reauthentication_ensure(request, password=values.get("password"))
         if "file" in values:
             restore = upload_restore(clinic=request.tenant, uploaded_file=values["file"], user=request.user)
         else:

@@ -33,6 +33,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from axes.models import AccessFailureLog, AccessLog
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
@@ -68,8 +69,9 @@ INTERRUPTED_MARKS = (INCOMING_MARK, PARKING_MARK, DRILL_MARK)
 _LEFTOVER_RE = re.compile(
     r"^(?P<schema>[a-z_][a-z0-9_]*?)(?P<mark>_in_|_prev_|_park_|_drill_)(?P<stamp>\d{14})(?:_[0-9a-f]{4})?$"
 )
-# History is the clinic's record of backups: it survives any restore.
-HISTORY_MODELS = (BackupRecord, BackupDownload, BackupRestore)
+# History is the clinic's record of backups and of sign-ins (django-axes' logs, an
+# audit trail): it survives any restore.
+HISTORY_MODELS = (BackupRecord, BackupDownload, BackupRestore, AccessLog, AccessFailureLog)
 USER_COLUMNS = {"created_by_id", "user_id", "requested_by_id"}
 
 

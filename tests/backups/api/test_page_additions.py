@@ -3,12 +3,14 @@ the restores list and deleting a manual backup."""
 
 from datetime import timedelta
 
+from axes.models import AccessAttempt
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.services import backup_create
 from tests.backups.conftest import stored_files
+from tests.conftest import PASSWORD
 
 HISTORY_URL = "/api/backups/history/"
 RESTORES_URL = "/api/backups/restores/"
@@ -149,3 +151,28 @@ def test_the_openapi_schema_documents_the_additions(committed):
         components["BackupConfig"]["properties"]
     )
     assert {"requested_by", "status", "error", "source"} <= set(components["RestoreListItem"]["properties"])
+
+
+def test_delete_needs_the_password_or_a_recent_sign_in(committed, settings):
+    alfa = committed["alfa"]
+    older = backup_create(clinic=alfa.clinic, backup_type="manual", user=alfa.admin)
+    backup_create(clinic=alfa.clinic, backup_type="manual", user=alfa.admin)
+    files_before = stored_files(settings.BACKUP_LOCAL_ROOT)
+    client = alfa.admin_client()
+    settings.REAUTH_WINDOW_MINUTES = 0  # the sign-in is now too old
+
+    refused = client.delete(f"{HISTORY_URL}{older.pk}/")
+    assert refused.status_code == 403
+    assert "requiere confirmar tu identidad" in refused.json()["error"]
+    wrong = client.delete(f"{HISTORY_URL}{older.pk}/", {"password": "no-es-esta"}, format="json")
+    with schema_context("alfa"):  # a committed failure would count towards later lockout tests
+        AccessAttempt.objects.all().delete()
+    assert wrong.status_code == 403
+    assert stored_files(settings.BACKUP_LOCAL_ROOT) == files_before
+    with schema_context("alfa"):
+        assert BackupRecord.objects.filter(pk=older.pk).exists()
+
+    confirmed = client.delete(f"{HISTORY_URL}{older.pk}/", {"password": PASSWORD}, format="json")
+    assert confirmed.status_code == 204
+    with schema_context("alfa"):
+        assert not BackupRecord.objects.filter(pk=older.pk).exists()

@@ -140,7 +140,9 @@ def sequences(schema_name: str, dbname: str | None = None) -> dict[str, tuple[in
         return values
 
 
-def restored_from(dump: bytes, folder: Path, schema_name: str, exclude_prefix: str = "backups_"):
+def restored_from(
+    dump: bytes, folder: Path, schema_name: str, exclude_prefix: str | tuple[str, ...] = ("backups_", "axes_")
+):
     """(row hashes, sequences, schema-only DDL) of ``dump`` replayed into an empty database."""
     with scratch_database() as scratch:
         stock_psql_replay(dump, scratch, folder)

@@ -1,5 +1,6 @@
 """Restoring a clinic: round trips, atomicity, history, tokens, migrations."""
 
+import io
 import uuid
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from apps.payment_system.models import Payment
 from apps.professionals.models import Professional
 from apps.tenants.services import clinic_create
 from tests.backups.conftest import pg_client_wrap, stored_object_tamper
+from tests.conftest import PASSWORD
 from tests.support.database import table_hashes
 
 RESTORE_URL = "/api/backups/restore/"
@@ -96,13 +98,63 @@ def test_tokens_issued_before_a_restore_stop_working(committed):
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
     client = alfa.admin_client()
     assert client.get("/api/backups/history/").status_code == 200
-
-    import time
-
-    time.sleep(1.1)  # tokens carry whole seconds
+    # No sleeping: tokens carry their sign-in time to the microsecond (the same-second
+    # cases are in tests/users/test_tokens.py).
     assert client.post(RESTORE_URL, {"backup_id": record.pk}, format="json").status_code == 200
     assert client.get("/api/backups/history/").status_code == 401
     assert alfa.admin_client().get("/api/backups/history/").status_code == 200
+
+
+def test_a_restore_without_recent_sign_in_or_password_gets_403_and_changes_nothing(committed, settings):
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    change_clinic_data("alfa")
+    client = alfa.admin_client()
+    before, schemas_before = table_hashes("alfa"), schemas()
+    settings.REAUTH_WINDOW_MINUTES = 0  # the sign-in is now too old
+
+    refused = client.post(RESTORE_URL, {"backup_id": record.pk}, format="json")
+    assert refused.status_code == 403
+    assert "requiere confirmar tu identidad" in refused.json()["error"]
+    wrong = client.post(RESTORE_URL, {"backup_id": record.pk, "password": "no-es-esta"}, format="json")
+    assert wrong.status_code == 403
+    assert wrong.json() == {
+        "error": "La contraseña no es correcta: esta operación necesita la contraseña de tu cuenta."
+    }
+    upload = client.post(RESTORE_URL, {"file": io.BytesIO(b"SELECT 1;"), "password": "no-es-esta"}, format="multipart")
+    assert upload.status_code == 403
+    assert table_hashes("alfa") == before and schemas() == schemas_before
+    with schema_context("alfa"):
+        assert not BackupRestore.objects.exists()
+
+    confirmed = client.post(RESTORE_URL, {"backup_id": record.pk, "password": PASSWORD}, format="json")
+    assert confirmed.status_code == 200, confirmed.content
+    assert table_hashes("alfa") != before
+    with schema_context("alfa"):  # the sign-in records survive the restore, like the backup history
+        from axes.models import AccessFailureLog
+
+        assert AccessFailureLog.objects.filter(path_info=RESTORE_URL).count() == 2
+
+
+def test_wrong_passwords_on_a_restore_count_towards_the_lockout(committed, settings):
+    from axes.models import AccessAttempt, AccessFailureLog
+
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    client = alfa.admin_client()
+    try:
+        statuses = [
+            client.post(RESTORE_URL, {"backup_id": record.pk, "password": f"mal-{n}"}, format="json").status_code
+            for n in range(settings.AUTH_LOCKOUT_FAILURES + 1)
+        ]
+        assert statuses[-1] == 429
+        assert set(statuses[:-2]) == {403}
+        with schema_context("alfa"):
+            assert not BackupRestore.objects.exists()
+    finally:
+        with schema_context("alfa"):
+            AccessAttempt.objects.all().delete()
+            AccessFailureLog.objects.all().delete()
 
 
 def test_a_failing_psql_mid_restore_leaves_the_clinic_exactly_as_before(committed, settings, tmp_path):
