@@ -44,6 +44,18 @@ class BackupInterruptedError(BackupError):
         super().__init__(message)
 
 
+class ScheduleInFutureError(BackupError):
+    """An automatic backup run was asked to act at an instant that has not come yet."""
+
+    status_code = 400
+
+    def __init__(self, moment):
+        super().__init__(
+            f"{moment.isoformat()} aún no ha llegado: un backup real no puede ocupar un turno futuro "
+            "(usa --dry-run para ver qué se haría)."
+        )
+
+
 class RestoreError(BackupError):
     status_code = 400
 

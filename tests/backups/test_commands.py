@@ -28,8 +28,12 @@ def test_backup_clinics_refuses_unknown_clinics_and_public(committed):
         call_command("backup_clinics", "nadie")
     with pytest.raises(CommandError, match="desconocidas: public"):
         call_command("backup_clinics", "public")
-    with pytest.raises(CommandError, match="--all"):
+    with pytest.raises(
+        CommandError, match=r"^Indica qué clínicas respaldar: sus esquemas \(p. ej. bienestar\) o --all.$"
+    ):
         call_command("backup_clinics")
+    with pytest.raises(CommandError, match="no ambos"):
+        call_command("backup_clinics", "alfa", "--all")
 
 
 def test_backup_clinics_reports_failures_with_a_nonzero_exit(committed, settings, tmp_path):
@@ -38,3 +42,10 @@ def test_backup_clinics_reports_failures_with_a_nonzero_exit(committed, settings
     settings.BACKUP_LOCAL_ROOT = blocker / "bucket"
     with pytest.raises(CommandError, match="1 backup"):
         call_command("backup_clinics", "beta")
+
+
+@pytest.mark.parametrize("schema", ["nope", "public"])
+def test_restore_drill_of_an_unknown_clinic_or_public_is_an_error(committed, schema, capsys):
+    with pytest.raises(CommandError, match=f"Clínicas desconocidas: {schema}"):
+        call_command("restore_drill", schema)
+    assert capsys.readouterr().out == ""

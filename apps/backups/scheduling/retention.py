@@ -106,7 +106,14 @@ def backups_cleanup(*, now: datetime | None = None, dry_run: bool = False) -> Cl
             report.errors.append(f"{clinic.schema_name}: {error}")
     older_than = now - timedelta(days=settings.BACKUP_RESTORE_KEEP_DAYS)
     for name in restore_leftover_schemas_drop(older_than=older_than, dry_run=dry_run):
-        report.schemas.append(CleanupItem(name, name, f"apartado por una restauración hace más de {older_than:%F}"))
+        report.schemas.append(
+            CleanupItem(
+                name,
+                name,
+                f"apartado por una restauración antes del {older_than:%Y-%m-%d} "
+                f"(más de {settings.BACKUP_RESTORE_KEEP_DAYS} días)",
+            )
+        )
     if not dry_run:
         ScheduledBackupClaim.objects.exclude(status=ScheduledBackupClaim.Status.RUNNING).filter(
             claimed_at__lt=now - timedelta(days=CLAIM_KEEP_DAYS)
@@ -121,7 +128,9 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
             stale_backups_fail(storage=storage, schema_name=schema)
         records = list(BackupRecord.objects.all())
         expired = backups_expired(records=records, time_zone=clinic.time_zone, now=now)
-        referenced = {path for r in records if r.pk not in expired for path in (r.file_path, r.manifest_path) if path}
+        # Every record's objects, the expired ones' too: those go with their backup (or are
+        # already gone when listed), so a dry run never calls them orphans.
+        referenced = {path for r in records for path in (r.file_path, r.manifest_path) if path}
         for record in records:
             reason = expired.get(record.pk)
             if reason is None:
@@ -131,7 +140,6 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
                 try:
                     backup_delete(record=record, storage=storage)
                 except BackupError as error:
-                    referenced.update(p for p in (record.file_path, record.manifest_path) if p)
                     report.errors.append(f"{schema}/{label}: {error}")
                     continue
             report.backups.append(CleanupItem(schema, label, reason))

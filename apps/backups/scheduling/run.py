@@ -22,7 +22,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from apps.backups.errors import BackupError, BackupInterruptedError
+from apps.backups.errors import BackupError, BackupInterruptedError, ScheduleInFutureError
 from apps.backups.interrupts import stop_requested
 from apps.backups.models import BackupRecord
 from apps.backups.scheduling.claims import LeaseKeeper, slot_claim, slot_finish, slot_release, worker_name
@@ -55,9 +55,14 @@ def scheduled_backups_run(
 
     ``on_start``/``on_done`` are called (from worker threads when ``workers`` > 1)
     as each clinic's backup starts and ends; skipped clinics (another worker has
-    the slot) only reach ``on_done``.
+    the slot) only reach ``on_done``. A ``now`` in the future is refused: a real
+    backup made today must not use up (and record) a slot that has not started;
+    ``scheduled_backups_preview`` shows what such a run would do.
     """
-    now = now or timezone.now()
+    current = timezone.now()
+    if now is not None and now > current:
+        raise ScheduleInFutureError(now)
+    now = now or current
     due = backups_due(now=now)
 
     def perform(item: DueBackup) -> ScheduledOutcome:
@@ -70,6 +75,11 @@ def scheduled_backups_run(
         return [perform(item) for item in due]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backup") as pool:
         return list(pool.map(_in_own_connection(perform), due))
+
+
+def scheduled_backups_preview(*, now: datetime | None = None) -> list[DueBackup]:
+    """What a run at ``now`` (any instant, future included) would back up; nothing is claimed or changed."""
+    return backups_due(now=now or timezone.now())
 
 
 def _in_own_connection(function):

@@ -17,8 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="Todas las clínicas (excepto public).")
 
     def handle(self, *args, schemas: list[str], all: bool, **options):
-        if bool(schemas) == all:
-            raise CommandError("Indica esquemas de clínicas o --all (no ambos).")
+        if schemas and all:
+            raise CommandError("Indica esquemas de clínicas o --all, no ambos.")
+        if not schemas and not all:
+            raise CommandError("Indica qué clínicas respaldar: sus esquemas (p. ej. bienestar) o --all.")
         clinics = clinics_for_backup()
         if schemas:
             clinics = clinics.filter(schema_name__in=schemas)

@@ -17,6 +17,9 @@ class Command(BaseCommand):
         clinics = clinics_for_backup()
         if schemas:
             clinics = clinics.filter(schema_name__in=schemas)
+            unknown = set(schemas) - {clinic.schema_name for clinic in clinics}
+            if unknown:
+                raise CommandError(f"Clínicas desconocidas: {', '.join(sorted(unknown))}")
         failed = 0
         for clinic in clinics:
             result = restore_drill(clinic=clinic)
