@@ -241,7 +241,7 @@ def test_dry_run_lists_what_would_run_and_changes_nothing(sched, capsys):
 def test_a_real_run_refuses_a_future_instant_and_records_no_slot(sched):
     set_clinic("alfa", backup_schedule="daily")
     future = timezone.now() + timedelta(days=3)
-    with pytest.raises(CommandError, match="aún no ha llegado.*--dry-run"):
+    with pytest.raises(CommandError, match=r"aún no ha llegado.*--dry-run"):
         call_command("run_scheduled_backups", "--now", future.isoformat())
     assert records("alfa") == [] and not ScheduledBackupClaim.objects.exists()
     assert clinic("alfa").last_backup_at is None
