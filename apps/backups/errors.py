@@ -1,5 +1,5 @@
 """The backup exception family. Services raise these; the API maps them to JSON
-errors (``apps.backups.api.exception_handler``) and commands to ``CommandError``.
+errors (``config.api_errors``) and commands to ``CommandError``.
 Messages are user-facing (Spanish) and never contain secrets."""
 
 

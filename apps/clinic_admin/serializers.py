@@ -5,7 +5,7 @@ from apps.tenants.models import Clinic
 
 class BackupConfigSerializer(serializers.Serializer):
     backup_schedule = serializers.ChoiceField(choices=Clinic.BackupSchedule.choices)
-    last_backup_at = serializers.DateTimeField(read_only=True)
+    last_backup_at = serializers.DateTimeField(read_only=True, allow_null=True)
     next_scheduled_backup = serializers.DateTimeField(required=False, allow_null=True)
     # Set by the platform (admin or `manage.py clinic_time_zone`): what "today" and "Sunday" mean.
     time_zone = serializers.CharField(read_only=True)

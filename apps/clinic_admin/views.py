@@ -1,6 +1,8 @@
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, status
+from rest_framework import permissions
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,6 +16,7 @@ class BackupConfigView(APIView):
     """The clinic's automatic backup schedule."""
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+    parser_classes = [JSONParser]
 
     @extend_schema(responses={200: BackupConfigSerializer, **CLINIC_ADMIN_ERRORS})
     def get(self, request):
@@ -42,5 +45,5 @@ class BackupConfigView(APIView):
                 explicit_date="next_scheduled_backup" in values,
             )
         except ScheduleError as error:
-            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"error": str(error)}) from None
         return Response(BackupConfigSerializer(clinic).data)

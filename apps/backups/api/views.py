@@ -1,5 +1,5 @@
 """The backup API of a clinic (on the clinic's own domain). Thin: parse, call
-one service, render. Errors are rendered by ``apps.backups.api.exception_handler``."""
+one service, render. Errors are rendered by ``config.api_errors``."""
 
 from __future__ import annotations
 
@@ -34,13 +34,16 @@ logger = logging.getLogger(__name__)
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
 RESTORED_MESSAGE = "Clínica restaurada correctamente. Las sesiones anteriores se cerraron: vuelve a iniciar sesión."
 TRUE_VALUES = {"1", "true", "yes", "si", "sí"}
-FALSE_VALUES = {"", "0", "false", "no"}
+FALSE_VALUES = {"0", "false", "no"}
 
 
 def _download_requested(request) -> bool:
-    value = request.query_params.get("download", "").strip().lower()
+    value = request.query_params.get("download")
+    if value is None:
+        return False
+    value = value.strip().lower()
     if value not in TRUE_VALUES | FALSE_VALUES:
-        raise ValidationError({"error": "Usa download=true o download=false."})
+        raise ValidationError({"download": "Usa download=true o download=false."})
     return value in TRUE_VALUES
 
 
