@@ -107,3 +107,23 @@ class Domain(DomainMixin):
     class Meta:
         verbose_name = "dominio"
         verbose_name_plural = "dominios"
+
+
+class BackupAlertState(models.Model):
+    """What the platform's operators were last told about one subject, so an alert
+    goes out on a change (first failure, recovery, health turning degraded) and a
+    lasting failure is repeated only every ``BACKUP_ALERT_REPEAT_HOURS``, never every minute.
+
+    ``key``: ``backup:<schema>`` for a clinic's automatic backups, ``health`` for ``/health/backups/``.
+    """
+
+    key = models.CharField("asunto", max_length=80, unique=True)
+    active = models.BooleanField("en fallo", default=False)
+    alerted_at = models.DateTimeField("último aviso", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "estado de aviso de backups"
+        verbose_name_plural = "estados de avisos de backups"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {'en fallo' if self.active else 'bien'}"

@@ -1,4 +1,5 @@
 from drf_spectacular.utils import extend_schema
+from rest_framework.parsers import JSONParser
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
@@ -10,6 +11,7 @@ class TokenObtainApi(TokenObtainPairView):
     """Email and password of a user of this clinic → access and refresh tokens for this clinic only."""
 
     serializer_class = ClinicTokenObtainPairSerializer
+    parser_classes = [JSONParser]
 
     @extend_schema(
         responses={
@@ -25,6 +27,7 @@ class TokenObtainApi(TokenObtainPairView):
 
 class TokenRefreshApi(TokenRefreshView):
     serializer_class = ClinicTokenRefreshSerializer
+    parser_classes = [JSONParser]
 
     @extend_schema(
         responses={

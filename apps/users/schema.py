@@ -12,9 +12,8 @@ class ClinicJWTScheme(SimpleJWTScheme):
     name = "clinicJWT"
 
 
+# The one error body of the API (config/api_errors.py).
 class ErrorSerializer(serializers.Serializer):
-    """The one error body of the API (``config/api_errors.py``)."""
-
     error = serializers.CharField(help_text="Qué pasó, en español.")
     fields = serializers.DictField(
         child=serializers.CharField(),

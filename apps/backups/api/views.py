@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,8 +20,9 @@ from apps.backups.api.serializers import (
     BackupCreatedSerializer,
     BackupRecordSerializer,
     BackupRestoreSerializer,
-    RestoreRequestSerializer,
+    RestoreByIdSerializer,
     RestoreResponseSerializer,
+    RestoreUploadSerializer,
 )
 from apps.backups.models import BackupRecord
 from apps.backups.restore.swap import backup_restore, upload_restore, upload_size_check
@@ -146,10 +147,10 @@ class RestoreBackupFromFileView(APIView):
     an uploaded .sql/.json that this system produced for this clinic."""
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
-    parser_classes = [MultiPartParser, JSONParser, FormParser]
+    parser_classes = [MultiPartParser, JSONParser]
 
     @extend_schema(
-        request={"application/json": RestoreRequestSerializer, "multipart/form-data": RestoreRequestSerializer},
+        request={"application/json": RestoreByIdSerializer, "multipart/form-data": RestoreUploadSerializer},
         responses={
             200: RestoreResponseSerializer,
             400: error_response("Archivo ajeno a esta clínica o a este sistema, demasiado grande, o psql falló."),
@@ -160,7 +161,8 @@ class RestoreBackupFromFileView(APIView):
     )
     def post(self, request):
         upload_size_check(request.META.get("CONTENT_LENGTH"))  # before the body is read
-        serializer = RestoreRequestSerializer(data=request.data)
+        upload = request.content_type.startswith("multipart/")
+        serializer = (RestoreUploadSerializer if upload else RestoreByIdSerializer)(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         if "file" in values:

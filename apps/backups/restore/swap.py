@@ -228,6 +228,7 @@ def restore_from_source(
                     error=message,
                 )
         logger.error("Restauración de %s fallida: %s", schema_name, message)
+        _restore_failure_alert(schema_name=schema_name, file_name=restore.backup_file_name, message=message)
         if isinstance(error, RestoreError) or not isinstance(error, Exception):
             raise
         raise RestoreError(message) from error
@@ -280,9 +281,15 @@ def backup_restore(*, clinic, record: BackupRecord, user=None) -> BackupRestore:
     restore = BackupRestore(
         source=BackupRestore.Source.BACKUP, backup=record, backup_file_name=record.file_name, requested_by=user
     )
-    with backup_open_plain(record=record) as chunks:
-        source = DumpSource(format=record.format, chunks=chunks, pg_dump_version=record.pg_dump_version)
-        return restore_from_source(clinic=clinic, source=source, restore=restore)
+    try:
+        with backup_open_plain(record=record) as chunks:
+            source = DumpSource(format=record.format, chunks=chunks, pg_dump_version=record.pg_dump_version)
+            return restore_from_source(clinic=clinic, source=source, restore=restore)
+    except RestoreError:
+        raise  # restore_from_source recorded it and told the operators
+    except BackupError as error:  # the stored object failed its check before anything ran
+        _restore_failure_alert(schema_name=clinic.schema_name, file_name=record.file_name, message=str(error))
+        raise
 
 
 def upload_restore(*, clinic, uploaded_file, user=None) -> BackupRestore:
@@ -339,4 +346,14 @@ def last_restore_at() -> datetime | None:
         .order_by("-finished_at")
         .values_list("finished_at", flat=True)
         .first()
+    )
+
+
+def _restore_failure_alert(*, schema_name: str, file_name: str, message: str) -> None:
+    from apps.backups.monitoring.alerts import restore_failure_alert
+    from apps.tenants.models import Clinic
+
+    clinic = Clinic.objects.filter(schema_name=schema_name).first()
+    restore_failure_alert(
+        schema_name=schema_name, clinic_name=clinic.name if clinic else schema_name, file_name=file_name, error=message
     )
