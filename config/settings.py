@@ -253,3 +253,18 @@ BACKUP_ALERT_WEBHOOK_URL = env_str("BACKUP_ALERT_WEBHOOK_URL")  # Slack-compatib
 BACKUP_ALERT_REPEAT_HOURS = env_int("BACKUP_ALERT_REPEAT_HOURS", 6)  # a lasting failure is re-announced this often
 BACKUP_ALERT_TIMEOUT = env_int("BACKUP_ALERT_TIMEOUT", 10)  # seconds for the SMTP server or the webhook
 # ---- end of alerts ----
+
+# ---- Static files served by the app itself (WhiteNoise): the admin's CSS and /api/docs/ ----
+# with DJANGO_DEBUG=false, no separate web server needed. Render's build runs collectstatic;
+# WHITENOISE_USE_FINDERS also serves the apps' files straight away (make serve, no build step).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # collectstatic's target; WhiteNoise warns when it is missing
+# ---- end of static files ----

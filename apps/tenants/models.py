@@ -127,3 +127,12 @@ class BackupAlertState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {'en fallo' if self.active else 'bien'}"
+
+
+class ClinicBackupState(Clinic):
+    """The platform admin's fleet view of the clinics' backups (``apps/backups/admin.py``)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "estado de backups"
+        verbose_name_plural = "estado de backups de las clínicas"

@@ -29,7 +29,7 @@ from tests.conftest import PASSWORD, make_clinic
 from tests.support.processes import subprocess_env
 
 SCHEMA = "contrato"
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 10
 SEED = 16
 
 
@@ -145,7 +145,7 @@ def test_every_operation_conforms_to_the_openapi_schema(contract_clinic, live_se
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     summary = result.stdout[-6000:]
     assert result.returncode == 0, summary + result.stderr[-2000:]
-    assert "No issues found" in result.stdout or "passed" in result.stdout, summary
+    assert "No issues found" in result.stdout, summary
     # Every operation of the schema was really exercised.
-    operations = json.loads(schema.content)["paths"]
-    assert operations and all(path in result.stdout for path in operations), summary
+    operations = sum(len(methods) for methods in json.loads(schema.content)["paths"].values())
+    assert operations >= 8 and f"Tested: {operations}\n" in result.stdout, summary
