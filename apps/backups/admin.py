@@ -41,10 +41,10 @@ class ClinicBackupStateAdmin(admin.ModelAdmin):
         return request.user.is_active and request.user.is_staff
 
     def get_urls(self):
-        info = self.model._meta.app_label, self.model._meta.model_name
+        prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}"
         return [
-            path("", self.admin_site.admin_view(self.fleet_view), name="%s_%s_changelist" % info),
-            path("<str:schema>/registros/", self.admin_site.admin_view(self.records_view), name="%s_%s_records" % info),
+            path("", self.admin_site.admin_view(self.fleet_view), name=f"{prefix}_changelist"),
+            path("<str:schema>/registros/", self.admin_site.admin_view(self.records_view), name=f"{prefix}_records"),
         ]
 
     def fleet_view(self, request):
