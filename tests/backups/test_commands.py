@@ -49,3 +49,35 @@ def test_restore_drill_of_an_unknown_clinic_or_public_is_an_error(committed, sch
     with pytest.raises(CommandError, match=f"Clínicas desconocidas: {schema}"):
         call_command("restore_drill", schema)
     assert capsys.readouterr().out == ""
+
+
+def _manage(*arguments: str):
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["restore_backup"], "error: faltan argumentos obligatorios: backup_id, --clinic"),
+        (["run_scheduled_backups", "--workers", "x"], "error: argumento --workers: no es un número entero: 'x'"),
+        (["backup_status", "--nope"], "error: argumentos no reconocidos: --nope"),
+    ],
+)
+def test_argument_errors_are_in_spanish(arguments, expected):
+    result = _manage(*arguments)
+    assert result.returncode == 2 and expected in result.stderr and result.stderr.startswith("uso: ")
+
+
+def test_help_is_in_spanish():
+    result = _manage("cleanup_old_backups", "--help")
+    assert result.returncode == 0
+    for english in ("usage:", "options:", "show this help", "Verbosity level", "Raise on CommandError"):
+        assert english not in result.stdout
+    assert "opciones:" in result.stdout and "Muestra esta ayuda y termina." in result.stdout

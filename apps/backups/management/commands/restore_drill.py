@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.restore.recovery import restore_drill
 from apps.tenants.selectors import clinics_for_backup
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = (
         "Simulacro de restauración: restaura el backup más reciente de cada clínica en un esquema temporal, "
         "compara el número de filas con su manifiesto y lo borra, sin tocar la clínica."

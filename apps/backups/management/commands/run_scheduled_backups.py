@@ -1,16 +1,17 @@
 import threading
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.backups.errors import ScheduleInFutureError
 from apps.backups.interrupts import stop_on_sigterm, stop_requested
 from apps.backups.management.commands._time import parse_now
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.scheduling.run import ScheduledOutcome, scheduled_backups_preview, scheduled_backups_run
 from apps.backups.scheduling.selectors import DueBackup
 from apps.backups.storage import get_backup_storage
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = "Hace los backups automáticos que tocan (daily/weekly/scheduled). Pensado para un cron cada minuto."
     # Run every minute by cron: skip the URL/admin system checks at each start.
     requires_system_checks: list[str] = []
