@@ -29,7 +29,7 @@ from tests.conftest import PASSWORD, make_clinic
 from tests.support.processes import subprocess_env
 
 SCHEMA = "contrato"
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 5
 SEED = 16
 
 
