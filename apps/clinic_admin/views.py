@@ -18,11 +18,18 @@ class BackupConfigView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
     parser_classes = [JSONParser]
 
-    @extend_schema(responses={200: BackupConfigSerializer, **CLINIC_ADMIN_ERRORS})
+    @extend_schema(
+        description="La programación de backups automáticos de la clínica.",
+        responses={200: BackupConfigSerializer, **CLINIC_ADMIN_ERRORS},
+    )
     def get(self, request):
         return Response(BackupConfigSerializer(request.tenant).data)
 
     @extend_schema(
+        description=(
+            "Cambia la programación: disabled, daily, weekly o scheduled (con next_scheduled_backup futura; "
+            "una fecha sin zona es la hora local de la clínica)."
+        ),
         request=BackupConfigSerializer,
         responses={
             200: BackupConfigSerializer,

@@ -14,6 +14,8 @@ class TokenObtainApi(TokenObtainPairView):
     parser_classes = [JSONParser]
 
     @extend_schema(
+        description="Correo y contraseña de un usuario de esta clínica → tokens de acceso y de refresco, "
+        "válidos solo en esta clínica.",
         responses={
             200: ClinicTokenObtainPairSerializer,
             400: error_response("Falta el correo o la contraseña, o el cuerpo no es JSON válido."),
@@ -30,6 +32,7 @@ class TokenRefreshApi(TokenRefreshView):
     parser_classes = [JSONParser]
 
     @extend_schema(
+        description="Un token de refresco válido de esta clínica → un token de acceso nuevo.",
         responses={
             200: TokenRefreshSerializer,
             400: error_response("Falta el token de refresco, o el cuerpo no es JSON válido."),

@@ -88,4 +88,20 @@ def test_schedule_rule_errors_and_query_parameters(alfa):
     body = assert_error_shape(admin.post("/api/backups/create/?download="), 400)
     assert body["fields"] == {"download": "Usa download=true o download=false."}
     body = assert_error_shape(admin.post("/api/backups/restore/", {}, format="json"), 400)
-    assert body["error"] == "Indica 'backup_id' o sube un archivo en 'file' (uno de los dos)."
+    assert body["fields"] == {"backup_id": "Este campo es requerido."}
+    body = assert_error_shape(admin.post("/api/backups/restore/", {"backup_id": 1, "file": "x"}, format="json"), 400)
+    assert body == {"error": "Indica 'backup_id' o sube un archivo en 'file' (uno de los dos)."}
+    body = assert_error_shape(admin.post("/api/backups/restore/", {"backup_id": "1"}, format="multipart"), 400)
+    assert body["fields"] == {"file": "No se envió ningún archivo."}
+
+
+def test_the_openapi_schema_declares_the_one_error_shape_and_spanish_descriptions(alfa):
+    schema = alfa.client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation["description"] and "The " not in operation["description"], (method, path)
+            for code, response in operation["responses"].items():
+                if code.startswith(("4", "5")):
+                    [content] = response["content"].values()
+                    assert content["schema"] == {"$ref": "#/components/schemas/Error"}, (method, path, code)

@@ -84,6 +84,7 @@ class CreateBackupView(APIView):
     parser_classes = [JSONParser]
 
     @extend_schema(
+        description="Hace ahora un backup manual de la clínica; con download=true responde con el archivo.",
         request=None,
         parameters=[OpenApiParameter("download", bool, description="true: responder con el archivo del backup.")],
         responses={
@@ -117,7 +118,10 @@ class BackupHistoryListView(APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
 
-    @extend_schema(responses={200: BackupRecordSerializer(many=True), **CLINIC_ADMIN_ERRORS})
+    @extend_schema(
+        description="Los backups de la clínica, del más reciente al más antiguo.",
+        responses={200: BackupRecordSerializer(many=True), **CLINIC_ADMIN_ERRORS},
+    )
     def get(self, request):
         records = BackupRecord.objects.select_related("created_by")
         return Response(BackupRecordSerializer(records, many=True).data)
@@ -129,6 +133,7 @@ class DownloadBackupView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
 
     @extend_schema(
+        description="El .sql o .json de uno de los backups de la clínica, comprobado con sus checksums.",
         responses={
             (200, "application/sql"): FILE_RESPONSE,
             **CLINIC_ADMIN_ERRORS,
@@ -136,7 +141,7 @@ class DownloadBackupView(APIView):
             409: error_response("El backup no se completó y no se puede descargar."),
             500: error_response("El objeto almacenado no coincide con su checksum."),
             503: error_response("El almacenamiento no está disponible."),
-        }
+        },
     )
     def get(self, request, pk: int):
         return _send_file(request, backup_get_available(backup_id=pk))
@@ -150,6 +155,11 @@ class RestoreBackupFromFileView(APIView):
     parser_classes = [MultiPartParser, JSONParser]
 
     @extend_schema(
+        description=(
+            "Reemplaza los datos de la clínica por uno de sus backups (JSON con backup_id) o por un archivo "
+            "subido (multipart, campo file) que este sistema hizo para esta clínica. El estado anterior se "
+            "conserva; las sesiones abiertas se cierran."
+        ),
         request={"application/json": RestoreByIdSerializer, "multipart/form-data": RestoreUploadSerializer},
         responses={
             200: RestoreResponseSerializer,
