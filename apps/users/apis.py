@@ -1,5 +1,4 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework.parsers import JSONParser
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
@@ -11,7 +10,6 @@ class TokenObtainApi(TokenObtainPairView):
     """Email and password of a user of this clinic → access and refresh tokens for this clinic only."""
 
     serializer_class = ClinicTokenObtainPairSerializer
-    parser_classes = [JSONParser]
 
     @extend_schema(
         description="Correo y contraseña de un usuario de esta clínica → tokens de acceso y de refresco, "
@@ -29,7 +27,6 @@ class TokenObtainApi(TokenObtainPairView):
 
 class TokenRefreshApi(TokenRefreshView):
     serializer_class = ClinicTokenRefreshSerializer
-    parser_classes = [JSONParser]
 
     @extend_schema(
         description="Un token de refresco válido de esta clínica → un token de acceso nuevo.",

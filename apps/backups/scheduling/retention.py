@@ -127,6 +127,8 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
         if not report.dry_run:
             stale_backups_fail(storage=storage, schema_name=schema)
         records = list(BackupRecord.objects.all())
+        if report.dry_run:
+            _stale_as_failed(records)
         expired = backups_expired(records=records, time_zone=clinic.time_zone, now=now)
         # Every record's objects, the expired ones' too: those go with their backup (or are
         # already gone when listed), so a dry run never calls them orphans.
@@ -156,6 +158,15 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
                 report.errors.append(f"{stored.path}: {error}")
                 continue
         report.orphans.append(CleanupItem(schema, stored.path, "objeto sin registro"))
+
+
+def _stale_as_failed(records: list[BackupRecord]) -> None:
+    """For a dry run, in memory only: crashed 'running' records as the real run sees them
+    (``stale_backups_fail`` marks them failed first), so both list the same."""
+    stale_limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+    for record in records:
+        if record.status == BackupRecord.Status.RUNNING and record.created_at < stale_limit:
+            record.status = BackupRecord.Status.FAILED
 
 
 def backup_delete(*, record: BackupRecord, storage: BackupStorage) -> None:

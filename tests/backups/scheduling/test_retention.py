@@ -68,6 +68,9 @@ def simulate_history(now: datetime, zone) -> tuple[dict, object]:
     for days_ago in (20, 5):
         at = now - timedelta(days=days_ago, hours=1)
         made[make_backup("alfa", at, status="failed").pk] = (at, "automatic", "failed")
+    # A worker killed weeks ago left a 'running' record: failed by the cleanup, then old enough to go.
+    at = now - timedelta(days=16)
+    made[make_backup("alfa", at, status="running").pk] = (at, "automatic", "failed")
     return made, failed_sunday
 
 
