@@ -205,7 +205,8 @@ BACKUP_STALE_AFTER_MINUTES = env_int("BACKUP_STALE_AFTER_MINUTES", 360)
 # Remote backup storage (README: "Storage backends"). Read only by the backend
 # that BACKUP_STORAGE_BACKEND chooses.
 BACKUP_STORAGE_TIMEOUT = env_int("BACKUP_STORAGE_TIMEOUT", 60)  # seconds per request (connect / read)
-BACKUP_STORAGE_MAX_ATTEMPTS = env_int("BACKUP_STORAGE_MAX_ATTEMPTS", 5)  # per request, transient failures
+# per request, transient failures: 9 attempts wait 36–72 s in all, outlasting a storage restart
+BACKUP_STORAGE_MAX_ATTEMPTS = env_int("BACKUP_STORAGE_MAX_ATTEMPTS", 9)
 BACKUP_STORAGE_RETRY_BACKOFF_MS = env_int("BACKUP_STORAGE_RETRY_BACKOFF_MS", 500)  # first wait, doubled per retry
 BACKUP_S3_BUCKET = env_str("BACKUP_S3_BUCKET")
 BACKUP_S3_ENDPOINT_URL = env_str("BACKUP_S3_ENDPOINT_URL")  # unset: AWS S3

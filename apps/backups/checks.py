@@ -31,3 +31,34 @@ def encryption_keys_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.security)
+def storage_public_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """A bucket anyone can read exposes every clinic's manifest (name, domains, row
+    counts) and, unencrypted, its data. One request, not retried: a check must not hang."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from apps.backups.errors import StorageError
+    from apps.backups.storage import get_backup_storage
+    from apps.backups.storage.retry import RetryPolicy
+
+    try:
+        storage = get_backup_storage()
+    except ImproperlyConfigured:
+        return []  # reported when the backend is used, with its own hint
+    if hasattr(storage, "retry"):
+        storage.retry = RetryPolicy(max_attempts=1)
+    try:
+        problem = storage.public_access_problem()
+    except StorageError as error:
+        return [
+            checks.Warning(
+                f"No se pudo comprobar si el almacenamiento de backups es privado: {error}", id="backups.W003"
+            )
+        ]
+    if not problem:
+        return []
+    if settings.BACKUP_STORAGE_BACKEND == "supabase":
+        return [checks.Error(problem, hint="Los backups no se suben a un bucket público.", id="backups.E002")]
+    return [checks.Warning(problem, id="backups.W002")]

@@ -222,12 +222,27 @@ def stale_backups_fail(*, storage: BackupStorage, schema_name: str) -> int:
     """Mark ``running`` records whose worker died as failed, remove their objects
     and the temporaries of their interrupted writes. Runs in the clinic's schema."""
     limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
-    storage.abandoned_writes_remove(f"{schema_name}/", older_than=limit)
+    storage.abandoned_writes_remove(f"{schema_name}/", **_abandoned_writes_scope(limit))
     stale = list(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING, created_at__lt=limit))
     for record in stale:
         _discard(record, storage)
         _finish(record, status=BackupRecord.Status.FAILED, error="Interrumpido: el proceso terminó sin completarlo.")
     return len(stale)
+
+
+def abandoned_writes_find(*, storage: BackupStorage, schema_name: str) -> list[str]:
+    """What :func:`stale_backups_fail` would remove as left over by interrupted writes
+    (in the clinic's schema): temporaries and open uploads older than the stale limit,
+    and at any age those of backups already marked failed (provably abandoned)."""
+    limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+    return storage.abandoned_writes(f"{schema_name}/", **_abandoned_writes_scope(limit))
+
+
+def _abandoned_writes_scope(limit) -> dict:
+    # A failed backup's name is never given to another one (unique file_name), so a
+    # write still open under it belongs to a process that gave up or died.
+    failed = BackupRecord.objects.filter(status=BackupRecord.Status.FAILED).values_list("file_path", "manifest_path")
+    return {"older_than": limit, "finished_paths": {path for pair in failed for path in pair if path}}
 
 
 def backup_get_available(*, backup_id: int) -> BackupRecord:

@@ -62,6 +62,8 @@ def store_stream(
                     # Ctrl-C (KeyboardInterrupt) and SystemExit included.
                     if plain.error is not None:
                         raise plain.error from None
+                    if stored.error is not None:
+                        raise stored.error from None  # the storage failed, not the encryption
                     raise EncryptionError(f"Error al cifrar el backup: {error}") from None
             else:
                 shutil.copyfileobj(compressed, stored, CHUNK_SIZE)

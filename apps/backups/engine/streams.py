@@ -80,19 +80,27 @@ class MeasuringReader(io.RawIOBase):
 
 
 class MeasuringWriter(io.RawIOBase):
-    """Counts and hashes what is written through it to ``target``."""
+    """Counts and hashes what is written through it to ``target``.
+
+    An exception raised by the target (the storage failing mid-upload) is kept in
+    ``error``, because a Rust producer (pyrage) reports it as its own error."""
 
     def __init__(self, target: BinaryIO):
         self._target = target
         self.size = 0
         self.sha256 = hashlib.sha256()
+        self.error: BaseException | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
         data = bytes(data)
-        self._target.write(data)
+        try:
+            self._target.write(data)
+        except BaseException as error:
+            self.error = error
+            raise
         self.size += len(data)
         self.sha256.update(data)
         return len(data)

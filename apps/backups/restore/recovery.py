@@ -170,7 +170,12 @@ def restore_drill(*, clinic: Clinic) -> DrillResult:
     not changed (the SQL replay only parks it inside a transaction)."""
     result = DrillResult(schema_name=clinic.schema_name)
     storage = get_backup_storage()
-    manifests = stored_manifests(schema_name=clinic.schema_name, storage=storage)
+    try:
+        manifests = stored_manifests(schema_name=clinic.schema_name, storage=storage)
+    except BackupError as error:  # the storage refused or is down: this clinic's drill fails
+        result.error = str(error)
+        _drill_failure_alert(clinic, result)
+        return result
     if not manifests:
         result.error = "No hay backups en el almacenamiento."
         _drill_failure_alert(clinic, result)

@@ -34,7 +34,7 @@ from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
 from apps.backups.scheduling.rules import clinic_zone, week_sunday
 from apps.backups.selectors import schemas_with_backup_table
-from apps.backups.services import stale_backups_fail
+from apps.backups.services import abandoned_writes_find, stale_backups_fail
 from apps.backups.storage import BackupStorage, get_backup_storage
 from apps.tenants.models import Clinic, ScheduledBackupClaim
 from apps.tenants.selectors import clinics_for_backup
@@ -124,6 +124,9 @@ def backups_cleanup(*, now: datetime | None = None, dry_run: bool = False) -> Cl
 def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datetime, report: CleanupReport) -> None:
     schema = clinic.schema_name
     with schema_context(schema):
+        # Temporaries of interrupted writes: listed (dry run too), removed by stale_backups_fail.
+        for path in abandoned_writes_find(storage=storage, schema_name=schema):
+            report.orphans.append(CleanupItem(schema, path, "temporal de una escritura interrumpida"))
         if not report.dry_run:
             stale_backups_fail(storage=storage, schema_name=schema)
         records = list(BackupRecord.objects.all())

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,8 @@ from apps.backups.errors import StorageError
 
 CHUNK_SIZE = 64 * 1024  # see apps.backups.engine.pipeline.CHUNK_SIZE
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+TEMP_PREFIX = ".tmp-"
+_TEMPORARY = re.compile(r"^\.tmp-[0-9a-f]{32}-(.+)$")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,20 @@ class StoredObject:
     path: str
     size: int
     modified: datetime | None = None
+
+
+def temporary_name(name: str) -> str:
+    """A hidden temporary beside the final object: ``.tmp-<uuid>-<name>``."""
+    return f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+
+
+def final_path_of_temporary(path: str) -> str:
+    """``<folder>/.tmp-<uuid>-<name>`` → ``<folder>/<name>`` ("" if not one of ours)."""
+    folder, _, name = path.rpartition("/")
+    match = _TEMPORARY.match(name)
+    if not match:
+        return ""
+    return f"{folder}/{match.group(1)}" if folder else match.group(1)
 
 
 def validate_object_path(path: str) -> str:
@@ -61,10 +78,22 @@ class BackupStorage(ABC):
     def list(self, prefix: str) -> list[StoredObject]:
         """Objects whose path starts with ``prefix`` (a clinic folder, ``<schema>/``)."""
 
-    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
-        """Remove temporaries of writes whose process died (nothing to do where the
-        service discards incomplete uploads itself). Returns how many were removed."""
+    def abandoned_writes(self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()) -> list[str]:
+        """Temporaries (or open uploads) of writes that never finished, named for people:
+        those started before ``older_than``, and at any age those whose final path is in
+        ``finished_paths`` (backups already over: nobody is writing them any more).
+        Nothing where the service discards incomplete writes itself."""
+        return []
+
+    def abandoned_writes_remove(
+        self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()
+    ) -> int:
+        """Remove what :meth:`abandoned_writes` lists. Returns how many were removed."""
         return 0
+
+    def public_access_problem(self) -> str:
+        """Why the storage would let anyone read backups ("" when it would not, or cannot tell)."""
+        return ""
 
     def iter_chunks(self, path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         with self.open_read(path) as stream:

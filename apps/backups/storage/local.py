@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from apps.backups.errors import StorageError
-from apps.backups.storage.base import BackupStorage, StoredObject, validate_object_path
-
-TEMP_PREFIX = ".tmp-"
+from apps.backups.storage.base import (
+    TEMP_PREFIX,
+    BackupStorage,
+    StoredObject,
+    final_path_of_temporary,
+    temporary_name,
+    validate_object_path,
+)
 
 
 class LocalBackupStorage(BackupStorage):
@@ -32,7 +36,7 @@ class LocalBackupStorage(BackupStorage):
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as error:
             raise StorageError(f"No se puede escribir en {self.label} ({self.root}): {error.strerror}") from None
-        temporary = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+        temporary = final.with_name(temporary_name(final.name))
         try:
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as error:
@@ -69,18 +73,31 @@ class LocalBackupStorage(BackupStorage):
         except OSError as error:
             raise StorageError(f"No se puede borrar {path} de {self.label}: {error.strerror}") from None
 
-    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
+    def abandoned_writes(self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()) -> list[str]:
         folder = self.root / validate_object_path(prefix.rstrip("/"))
-        removed = 0
         try:
-            for temporary in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else []:
-                modified = datetime.fromtimestamp(temporary.stat().st_mtime, tz=UTC)
-                if modified < older_than:
-                    temporary.unlink(missing_ok=True)
-                    removed += 1
+            return sorted(
+                path
+                for temporary in (folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else [])
+                if (path := temporary.relative_to(self.root).as_posix())
+                and (
+                    final_path_of_temporary(path) in finished_paths
+                    or datetime.fromtimestamp(temporary.stat().st_mtime, tz=UTC) < older_than
+                )
+            )
+        except OSError as error:
+            raise StorageError(f"No se pueden leer los temporales de {prefix}: {error.strerror}") from None
+
+    def abandoned_writes_remove(
+        self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()
+    ) -> int:
+        stale = self.abandoned_writes(prefix, older_than=older_than, finished_paths=finished_paths)
+        try:
+            for path in stale:
+                (self.root / path).unlink(missing_ok=True)
         except OSError as error:
             raise StorageError(f"No se pueden borrar temporales de {prefix}: {error.strerror}") from None
-        return removed
+        return len(stale)
 
     def exists(self, path: str) -> bool:
         return self._full_path(path).is_file()

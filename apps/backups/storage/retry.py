@@ -27,12 +27,22 @@ MAX_DELAY = 20.0
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 5
+    # 9 attempts from 0.5 s: 36–72 s of waiting in all, longer than a storage server's
+    # restart (10–18 s measured for Supabase Storage), still bounded.
+    max_attempts: int = 9
     backoff_base: float = 0.5
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed ``attempt`` (1-based): full jitter, capped."""
-        return min(MAX_DELAY, self.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        """Seconds to wait after failed ``attempt`` (1-based): half jitter, capped."""
+        return self._ceiling(attempt) * (0.5 + random.random() / 2)
+
+    def _ceiling(self, attempt: int) -> float:
+        return min(MAX_DELAY, self.backoff_base * 2 ** (attempt - 1))
+
+    def total_wait(self) -> tuple[float, float]:
+        """Least and most seconds spent waiting between the attempts of one call."""
+        most = sum(self._ceiling(attempt) for attempt in range(1, self.max_attempts))
+        return most / 2, most
 
 
 def with_retries(

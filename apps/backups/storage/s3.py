@@ -11,8 +11,10 @@ bucket's (private) default.
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import BinaryIO
@@ -26,6 +28,8 @@ from apps.backups.storage.retry import RetryingCalls, RetryPolicy
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 _AUTH_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+_REGION_ERRORS = {"AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "PermanentRedirect"}
+_TOO_LARGE = {"EntityTooLarge", "413"}
 _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "RequestTimeout"}
 
 
@@ -88,6 +92,7 @@ class S3BackupStorage(RetryingCalls, BackupStorage):
         )
         self.client = session.client("s3", endpoint_url=endpoint_url or None, config=config)
         self.bucket = bucket
+        self.region = region
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.part_size = max(MIN_PART_SIZE, part_size)
         self.retry = retry or RetryPolicy()
@@ -102,13 +107,26 @@ class S3BackupStorage(RetryingCalls, BackupStorage):
 
     def _describe(self, error: BaseException, attempts: int, what: str) -> StorageError:
         code, status = _error_code(error), _status(error)
+        if code in _REGION_ERRORS:
+            return StorageError(
+                f"S3 rechazó la petición al {what} ({code}): BACKUP_S3_REGION={self.region!r} no es la región "
+                f"del bucket {self.bucket!r}: {_error_message(error)}"
+            )
         if code in _AUTH_ERRORS or status in {401, 403}:
             return StorageError(
                 f"S3 rechazó las credenciales al {what} ({code or status}): revisa BACKUP_S3_ACCESS_KEY_ID / "
-                f"BACKUP_S3_SECRET_ACCESS_KEY y que la clave tenga permiso sobre el bucket {self.bucket!r}."
+                f"BACKUP_S3_SECRET_ACCESS_KEY, que la clave tenga permiso sobre el bucket {self.bucket!r} y "
+                f"BACKUP_S3_REGION (ahora {self.region!r}: una región equivocada también invalida la firma)."
             )
         if code == "NoSuchBucket":
             return StorageError(f"El bucket {self.bucket!r} no existe en S3 (BACKUP_S3_BUCKET).")
+        if code in _TOO_LARGE:
+            return StorageError(
+                f"S3 rechazó {what.removeprefix('subir ').split(' (')[0]} por su tamaño ({code}: "
+                f"{_error_message(error)}). En el endpoint S3 de Supabase el límite de subida del proyecto "
+                "(50 MB en el plan gratuito) se aplica también a cada parte y manda sobre el del bucket: solo un "
+                "plan de pago con el límite elevado (Storage → Settings) permite subirlo."
+            )
         if _is_transient(error):
             return StorageError(
                 f"S3 no respondió al {what} tras {attempts} intentos ({code or type(error).__name__}). "
@@ -116,11 +134,38 @@ class S3BackupStorage(RetryingCalls, BackupStorage):
             )
         return StorageError(f"Error de S3 al {what}: {code or type(error).__name__}.")
 
+    def public_access_problem(self) -> str:
+        """Read where the service lets us (bucket policy status, public-access block, ACL)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        problems = []
+        try:
+            status = self.client.get_bucket_policy_status(Bucket=self.bucket)
+            if status.get("PolicyStatus", {}).get("IsPublic"):
+                problems.append("su política lo hace público")
+        except (ClientError, BotoCoreError):
+            pass  # no policy, or the service does not say
+        try:
+            acl = self.client.get_bucket_acl(Bucket=self.bucket)
+            if any(
+                grant.get("Grantee", {}).get("URI", "").endswith(("/global/AllUsers", "/global/AuthenticatedUsers"))
+                for grant in acl.get("Grants", [])
+            ):
+                problems.append("su ACL lo abre a todos")
+        except (ClientError, BotoCoreError):
+            pass
+        if not problems:
+            return ""
+        return (
+            f"El bucket S3 {self.bucket!r} es público ({', '.join(problems)}): los manifiestos están en claro. "
+            "Bloquea el acceso público (Block Public Access) y quita esa política o ACL."
+        )
+
     # -- interface ------------------------------------------------------------
 
     @contextmanager
     def open_write(self, path: str) -> Iterator[BinaryIO]:
-        writer = _MultipartWriter(self, self._key(path))
+        writer = _MultipartWriter(self, self._key(path), path)
         try:
             yield writer
             writer.finish()
@@ -178,19 +223,32 @@ class S3BackupStorage(RetryingCalls, BackupStorage):
             token = page["NextContinuationToken"]
         return sorted(objects, key=lambda stored: stored.path)
 
-    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
-        """Abort multipart uploads a dead process left open (they cost storage, never show)."""
+    def _open_uploads(self, prefix: str, older_than: datetime, finished_paths: Collection[str]) -> list[dict]:
         full_prefix = self.prefix + validate_object_path(prefix.rstrip("/")) + "/"
         page = self._call(
             f"listar subidas incompletas de {prefix}",
             lambda: self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full_prefix),
         )
-        removed = 0
-        for upload in page.get("Uploads", []):
-            if upload["Initiated"] < older_than:
-                self._abort(upload["Key"], upload["UploadId"])
-                removed += 1
-        return removed
+        return [
+            upload
+            for upload in page.get("Uploads", [])
+            if upload["Key"][len(self.prefix) :] in finished_paths or upload["Initiated"] < older_than
+        ]
+
+    def abandoned_writes(self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()) -> list[str]:
+        return [
+            f"{upload['Key'][len(self.prefix) :]} (subida multiparte abierta)"
+            for upload in self._open_uploads(prefix, older_than, finished_paths)
+        ]
+
+    def abandoned_writes_remove(
+        self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()
+    ) -> int:
+        """Abort multipart uploads a dead process left open (they cost storage, never show)."""
+        uploads = self._open_uploads(prefix, older_than, finished_paths)
+        for upload in uploads:
+            self._abort(upload["Key"], upload["UploadId"])
+        return len(uploads)
 
     def _abort(self, key: str, upload_id: str) -> None:
         self._call(
@@ -202,11 +260,12 @@ class S3BackupStorage(RetryingCalls, BackupStorage):
 class _MultipartWriter(io.RawIOBase):
     """Buffers one part; uploads parts as they fill; completes on ``finish``."""
 
-    def __init__(self, storage: S3BackupStorage, key: str):
-        self.storage, self.key = storage, key
+    def __init__(self, storage: S3BackupStorage, key: str, path: str):
+        self.storage, self.key, self.path = storage, key, path
         self.buffer = bytearray()
         self.upload_id: str | None = None
         self.parts: list[dict] = []
+        self.size = 0  # bytes sent in parts
 
     def writable(self) -> bool:
         return True
@@ -223,23 +282,27 @@ class _MultipartWriter(io.RawIOBase):
         storage, number = self.storage, len(self.parts) + 1
         if self.upload_id is None:
             created = storage._call(
-                "iniciar la subida",
+                f"iniciar la subida de {self.path}",
                 lambda: storage.client.create_multipart_upload(Bucket=storage.bucket, Key=self.key),
             )
             self.upload_id = created["UploadId"]
         response = storage._call(
-            f"subir la parte {number}",
+            f"subir {self.path} (parte {number})",
             lambda: storage.client.upload_part(
                 Bucket=storage.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
             ),
         )
         self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        self.size += len(data)
 
     def finish(self) -> None:
         storage = self.storage
         if self.upload_id is None:
             data = bytes(self.buffer)
-            storage._call("subir", lambda: storage.client.put_object(Bucket=storage.bucket, Key=self.key, Body=data))
+            storage._call(
+                f"subir {self.path}",
+                lambda: storage.client.put_object(Bucket=storage.bucket, Key=self.key, Body=data),
+            )
             return
         if self.buffer or not self.parts:
             self._upload_part(bytes(self.buffer))
@@ -247,13 +310,14 @@ class _MultipartWriter(io.RawIOBase):
         upload = {"Parts": self.parts}
         try:
             storage._call(
-                "completar la subida",
+                f"completar la subida de {self.path}",
                 lambda: storage.client.complete_multipart_upload(
                     Bucket=storage.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload=upload
                 ),
             )
         except StorageError as error:
-            # A retried completion whose first attempt landed (answer lost) finds no upload.
+            # A retried completion whose first attempt landed (answer lost) finds no upload:
+            # success if the object is there with the size and multipart ETag we sent.
             if _error_code(error.__cause__) != "NoSuchUpload" or not self._completed():
                 raise
         self.upload_id = None
@@ -261,10 +325,15 @@ class _MultipartWriter(io.RawIOBase):
     def _completed(self) -> bool:
         storage = self.storage
         try:
-            storage._call("consultar", lambda: storage.client.head_object(Bucket=storage.bucket, Key=self.key))
+            head = storage._call("consultar", lambda: storage.client.head_object(Bucket=storage.bucket, Key=self.key))
         except StorageError:
             return False
-        return True
+        if head.get("ContentLength") != self.size:
+            return False
+        etag = str(head.get("ETag", "")).strip('"')
+        expected = _multipart_etag([part["ETag"] for part in self.parts])
+        # Services that do not use S3's multipart ETag (an opaque one) are judged by size alone.
+        return etag == expected or not re.fullmatch(r"[0-9a-f]{32}-\d+", etag)
 
     def abort(self) -> None:
         self.buffer = bytearray()
@@ -295,8 +364,30 @@ class _BodyReader(io.RawIOBase):
 
 
 def _error_code(error: BaseException | None) -> str:
+    """The S3 error code. Where the error document's root is namespaced (Supabase's S3
+    endpoint: ``<Error xmlns=…>``) botocore leaves ``Error.Code`` empty and puts the
+    code at the top level of the parsed response."""
     response = getattr(error, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Code") or response.get("Code") or "")
+
+
+def _error_message(error: BaseException | None) -> str:
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Message") or response.get("Message") or "")
+
+
+def _multipart_etag(part_etags: list[str]) -> str:
+    """S3's ETag of a completed multipart object: MD5 of the parts' MD5s, dash, part count."""
+    digests = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags if _is_md5(etag))
+    return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
+
+
+def _is_md5(etag: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{32}", etag.strip('"')) is not None
 
 
 def _status(error: BaseException | None) -> int:

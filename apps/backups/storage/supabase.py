@@ -15,11 +15,14 @@ no public URL is ever asked for, and the bucket must be private.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
+import json
 import os
 import tempfile
-import uuid
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import BinaryIO
@@ -27,16 +30,34 @@ from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.backups.errors import StorageError
-from apps.backups.storage.base import CHUNK_SIZE, BackupStorage, StoredObject, validate_object_path
+from apps.backups.errors import StorageError, size_text
+from apps.backups.storage.base import (
+    CHUNK_SIZE,
+    TEMP_PREFIX,
+    BackupStorage,
+    StoredObject,
+    final_path_of_temporary,
+    temporary_name,
+    validate_object_path,
+)
 from apps.backups.storage.retry import RetryingCalls, RetryPolicy
 
-TEMP_PREFIX = ".tmp-"
 LIST_PAGE = 1000
 AUTH_HINT = (
     "revisa SUPABASE_KEY (debe ser la clave service_role del proyecto, no la anon) y las políticas "
     "del bucket {bucket!r} en Supabase Storage"
 )
+SIZE_HINT = (
+    "el límite de tamaño de archivo del bucket {bucket!r} (file_size_limit: {bucket_limit}) o el límite de "
+    "subida del proyecto (50 MB en el plan gratuito, y manda sobre el del bucket). Solo un plan de pago "
+    "permite subirlo (Storage → Settings → Upload file size limit); el endpoint S3 de Supabase no lo evita: "
+    "ese límite se aplica también a cada parte"
+)
+# Sent as the upload's cacheControl; the client turns it into ``max-age=<value>``, so it must be
+# a number of seconds: 0 (never served from a cache without revalidation; downloads go through our API).
+CACHE_SECONDS = "0"
+BUCKET_CHECK_SECONDS = 300  # key and bucket are checked once per process, again after this
+_bucket_checks: dict[tuple[str, str, str], tuple[float, dict]] = {}
 
 
 class SupabaseBackupStorage(RetryingCalls, BackupStorage):
@@ -74,9 +95,11 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
         except Exception as error:  # the client validates the URL and key format
             raise ImproperlyConfigured(f"SUPABASE_URL / SUPABASE_KEY no son válidas: {error}") from None
         self.files = client.storage.from_(bucket)
-        self.object_url = f"{str(client.storage_url).rstrip('/')}/object/{quote(bucket)}/"
+        self.storage_url = str(client.storage_url).rstrip("/")
         self.auth_headers = {"apikey": key, "Authorization": f"Bearer {key}"}
         self.bucket = bucket
+        self.key_role = _key_role(key)
+        self.check_key = (self.storage_url, bucket, hashlib.sha256(key.encode()).hexdigest())
         self.retry = retry or RetryPolicy()
         self.spool_dir = spool_dir
 
@@ -92,16 +115,69 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
                 f"Supabase Storage rechazó la petición al {what} ({status}): {AUTH_HINT.format(bucket=self.bucket)}."
             )
         if status == 404 and "bucket" in str(getattr(error, "message", "")).lower():
+            return self._bucket_missing_error()
+        if status == 413:
+            limit = (self._bucket_checked() or {}).get("file_size_limit")
             return StorageError(
-                f"El bucket {self.bucket!r} no existe en Supabase Storage: créalo (privado) o revisa "
-                "SUPABASE_BUCKET_NAME."
+                f"Supabase Storage rechazó {what.removeprefix('subir ')} por su tamaño "
+                f"({status}: {getattr(error, 'message', '')}): lo limita "
+                + SIZE_HINT.format(bucket=self.bucket, bucket_limit=size_text(limit) if limit else "sin límite propio")
+                + "."
             )
         if _is_transient(error):
             return StorageError(
                 f"Supabase Storage no respondió al {what} tras {attempts} intentos "
                 f"({status or type(error).__name__}). Inténtalo más tarde."
             )
-        return StorageError(f"Error de Supabase Storage al {what}: {status or type(error).__name__}.")
+        message = getattr(error, "message", "")
+        detail = f" ({message})." if message else "."
+        return StorageError(f"Error de Supabase Storage al {what}: {status or type(error).__name__}{detail}")
+
+    def _bucket_missing_error(self) -> StorageError:
+        return StorageError(
+            f"El bucket {self.bucket!r} no existe en Supabase Storage: créalo (privado) o revisa "
+            f"SUPABASE_BUCKET_NAME (y que SUPABASE_KEY sea la clave service_role de ese proyecto)."
+        )
+
+    def _raw(self, method: str, route: str, **kwargs):
+        """One request to the storage API; an error answer raises the client's own error type."""
+        response = self.http.request(method, f"{self.storage_url}/{route}", headers=self.auth_headers, **kwargs)
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response
+
+    def _bucket_checked(self) -> dict | None:
+        cached = _bucket_checks.get(self.check_key)
+        return cached[1] if cached else None
+
+    def _ready(self) -> dict:
+        """Key and bucket, checked once per process (again after BUCKET_CHECK_SECONDS):
+        a wrong key, a missing bucket and an anon key otherwise look alike (empty lists,
+        404s, deletes that delete nothing)."""
+        if self.key_role not in {"", "service_role"}:
+            raise StorageError(
+                f"SUPABASE_KEY es una clave {self.key_role!r}, no la service_role: con ella Supabase Storage "
+                f"lista vacío y no borra nada: {AUTH_HINT.format(bucket=self.bucket)}."
+            )
+        cached = _bucket_checks.get(self.check_key)
+        if cached and time.monotonic() - cached[0] < BUCKET_CHECK_SECONDS:
+            return cached[1]
+        route = f"bucket/{quote(self.bucket)}"
+        info = self._call(f"consultar el bucket {self.bucket}", lambda: self._raw("GET", route).json())
+        _bucket_checks[self.check_key] = (time.monotonic(), info)
+        return info
+
+    def bucket_public(self) -> bool:
+        """Whether the bucket serves its objects to anyone (``/object/public/…``)."""
+        return bool(self._ready().get("public"))
+
+    def public_access_problem(self) -> str:
+        if self.bucket_public():
+            return (
+                f"El bucket {self.bucket!r} de Supabase Storage es público: cualquiera puede leer sus objetos "
+                "(los manifiestos están en claro). Hazlo privado en Storage → bucket → Edit bucket."
+            )
+        return ""
 
     # -- interface ------------------------------------------------------------
 
@@ -109,49 +185,82 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
     def open_write(self, path: str) -> Iterator[BinaryIO]:
         validate_object_path(path)
         folder, _, name = path.rpartition("/")
-        temporary = f"{folder}/{TEMP_PREFIX}{uuid.uuid4().hex}-{name}" if folder else f"{TEMP_PREFIX}{name}"
+        temporary = f"{folder}/{temporary_name(name)}" if folder else temporary_name(name)
         descriptor, spool_path = tempfile.mkstemp(prefix="psico-backup-", dir=self.spool_dir)
         try:
             with os.fdopen(descriptor, "wb") as spool:
                 yield spool
-            self._upload(spool_path, temporary)
+            problem = self.public_access_problem()
+            if problem:
+                raise StorageError(f"No se sube {path}: {problem}")
+            size = os.path.getsize(spool_path)
+            self._upload(spool_path, temporary, path)
             try:
-                self._call(f"mover {temporary}", lambda: self._move(temporary, path))
+                self._move(temporary, path, size=size)
             except BaseException:
                 self._delete_quietly(temporary)
                 raise
         finally:
             os.unlink(spool_path)
 
-    def _upload(self, spool_path: str, temporary: str) -> None:
+    def _upload(self, spool_path: str, temporary: str, path: str) -> None:
         # upsert: a retry after a lost response must not fail on its own first attempt.
-        options = {"content-type": "application/octet-stream", "upsert": "true", "cache-control": "no-store"}
+        options = {"content-type": "application/octet-stream", "upsert": "true", "cache-control": CACHE_SECONDS}
         try:
-            self._call(f"subir {temporary}", lambda: self.files.upload(temporary, spool_path, options))
+            self._call(f"subir {path}", lambda: self.files.upload(temporary, spool_path, options))
         except BaseException:
             self._delete_quietly(temporary)
             raise
 
-    def _move(self, source: str, destination: str) -> None:
-        from storage3.exceptions import StorageApiError
-
+    def _move(self, source: str, destination: str, *, size: int) -> None:
+        """Idempotent: a move whose reply was lost may have happened. Then the source is
+        gone and the destination holds the expected size, and that is success."""
         try:
-            self.files.move(source, destination)
-        except StorageApiError as error:
-            # A retried move whose first attempt landed finds no source: that is success.
-            if _status(error) == 404 and self.exists(destination) and not self.exists(source):
-                return
-            raise
+            self._call(f"mover {destination}", lambda: self.files.move(source, destination))
+        except StorageError:
+            try:
+                moved = self._info(source) is None and (self._info(destination) or {}).get("size") == size
+            except StorageError:
+                moved = False
+            if not moved:
+                raise
 
     def _delete_quietly(self, path: str) -> None:
         try:
-            self.delete(path)
+            self._remove(path)
         except StorageError:
             pass  # a hidden temporary; abandoned_writes_remove reclaims it later
 
+    def _info(self, path: str) -> dict | None:
+        """The object's info from the route that tells a bad key apart; None if there is none."""
+        from storage3.exceptions import StorageApiError
+
+        def info():
+            try:
+                return self._raw("GET", f"object/info/authenticated/{quote(self.bucket)}/{quote(path)}").json()
+            except StorageApiError as error:
+                if _status(error) == 404 and error.code == "not_found":
+                    return None
+                raise
+
+        return self._call(f"consultar {path}", info)
+
+    def _remove(self, path: str) -> None:
+        """Delete and check: the server answers 200 with what it deleted, ``[]`` when it
+        deleted nothing (no rights, no bucket); only an object already gone is success."""
+        deleted = self._call(f"borrar {path}", lambda: self.files.remove([path]))
+        if any(item.get("name") == path for item in deleted or []):
+            return
+        if self._info(path) is not None:
+            raise StorageError(
+                f"Supabase Storage no borró {path} (respondió sin borrar nada): {AUTH_HINT.format(bucket=self.bucket)}."
+            )
+
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
-        url = self.object_url + quote(validate_object_path(path))
+        validate_object_path(path)
+        self._ready()
+        url = f"{self.storage_url}/object/authenticated/{quote(self.bucket)}/{quote(path)}"
 
         def start():
             request = self.http.build_request("GET", url, headers=self.auth_headers)
@@ -165,7 +274,7 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
         try:
             response = self._call(f"leer {path}", start)
         except StorageError as error:
-            if _status(error.__cause__) in {400, 404}:
+            if _status(error.__cause__) == 404 and getattr(error.__cause__, "code", "") == "not_found":
                 raise StorageError(f"El objeto {path} no existe en {self.label}.") from None
             raise
         try:
@@ -175,16 +284,19 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
 
     def delete(self, path: str) -> None:
         validate_object_path(path)
-        self._call(f"borrar {path}", lambda: self.files.remove([path]))
+        self._ready()
+        self._remove(path)
 
     def exists(self, path: str) -> bool:
         validate_object_path(path)
-        return self._call(f"consultar {path}", lambda: self.files.exists(path))
+        self._ready()
+        return self._info(path) is not None
 
     def list(self, prefix: str) -> list[StoredObject]:
         folder = prefix.rstrip("/")
         if folder:
             validate_object_path(folder)
+        self._ready()  # a missing bucket lists like an empty one
         return sorted(self._list_folder(folder, depth=0), key=lambda stored: stored.path)
 
     def _list_folder(self, folder: str, *, depth: int, temporaries: bool = False) -> list[StoredObject]:
@@ -212,15 +324,22 @@ class SupabaseBackupStorage(RetryingCalls, BackupStorage):
                 break
         return objects
 
-    def abandoned_writes_remove(self, prefix: str, *, older_than: datetime) -> int:
+    def abandoned_writes(self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()) -> list[str]:
         folder = validate_object_path(prefix.rstrip("/"))
-        stale = [
+        self._ready()
+        return [
             item.path
             for item in self._list_folder(folder, depth=8, temporaries=True)
-            if item.modified is not None and item.modified < older_than
+            if final_path_of_temporary(item.path) in finished_paths
+            or (item.modified is not None and item.modified < older_than)
         ]
-        if stale:
-            self._call(f"borrar temporales de {prefix}", lambda: self.files.remove(stale))
+
+    def abandoned_writes_remove(
+        self, prefix: str, *, older_than: datetime, finished_paths: Collection[str] = ()
+    ) -> int:
+        stale = self.abandoned_writes(prefix, older_than=older_than, finished_paths=finished_paths)
+        for path in stale:
+            self._remove(path)
         return len(stale)
 
 
@@ -270,6 +389,22 @@ def _status(error: BaseException | None) -> int:
         return int(status)
     except (TypeError, ValueError):
         return 0
+
+
+def _key_role(key: str) -> str:
+    """The role a Supabase key claims, read without verifying it (the server verifies):
+    a legacy JWT's ``role``; ``anon`` for a new publishable key; "" when unknown."""
+    if key.startswith("sb_publishable_"):
+        return "anon"
+    parts = key.split(".")
+    if len(parts) != 3:
+        return ""
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    role = payload.get("role") if isinstance(payload, dict) else None
+    return role if isinstance(role, str) else ""
 
 
 def _is_transient(error: BaseException) -> bool:

@@ -20,8 +20,12 @@ from tests.support.fake_supabase import SERVICE_ROLE_KEY, FakeSupabaseStorage
 from tests.support.fault_proxy import FaultProxy
 from tests.support.s3_server import REGION, S3Server, s3_server_start
 
-TIMEOUT = 1  # seconds per request; the proxy's "timeout" hangs longer than this
-MAX_ATTEMPTS = 4
+TIMEOUT = 30  # seconds per request, as a deployment would use (5–12 MB parts under load)
+# Where a test injects a hang it means to see a timeout: it shortens the client's timeout
+# to this (``expect_timeouts``) and the proxy hangs a second longer.
+SHORT_TIMEOUT = 2
+PAID_PLAN_UPLOAD_LIMIT = 5 * 1024**3
+MAX_ATTEMPTS = 4  # shorter than the default budget: these tests exhaust it on purpose
 
 
 @dataclass
@@ -39,7 +43,8 @@ class Backend:
 @pytest.fixture(scope="session")
 def s3_server():
     server = s3_server_start()
-    proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=TIMEOUT + 1)
+    proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=SHORT_TIMEOUT + 1)
+    proxy.s3_upload_times = True  # real initiation times (moto lists them all as 2010)
     yield server, proxy
     proxy.close()
     server.stop()
@@ -47,8 +52,9 @@ def s3_server():
 
 @pytest.fixture(scope="session")
 def supabase_server(tmp_path_factory):
-    server = FakeSupabaseStorage(tmp_path_factory.mktemp("supabase")).start()
-    proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=TIMEOUT + 1)
+    # A paid plan's raised upload limit: the 256 MB memory test would pass the free plan's 50 MB.
+    server = FakeSupabaseStorage(tmp_path_factory.mktemp("supabase"), upload_limit=PAID_PLAN_UPLOAD_LIMIT).start()
+    proxy = FaultProxy("127.0.0.1", server.port, hang_seconds=SHORT_TIMEOUT + 1)
     yield server, proxy
     proxy.close()
     server.stop()
@@ -63,6 +69,11 @@ def _common(settings) -> dict[str, str]:
         "BACKUP_STORAGE_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
         "BACKUP_STORAGE_RETRY_BACKOFF_MS": "20",
     }
+
+
+def expect_timeouts(settings) -> None:
+    """For a test that makes the proxy hang: the client gives up after SHORT_TIMEOUT."""
+    settings.BACKUP_STORAGE_TIMEOUT = SHORT_TIMEOUT
 
 
 def use_s3(settings, server: S3Server, proxy: FaultProxy) -> Backend:
@@ -138,6 +149,7 @@ def backend(request, settings) -> Backend:
     yield chosen
     if chosen.proxy:
         chosen.proxy.reset()
+        chosen.proxy.namespace_s3_errors = False
 
 
 @pytest.fixture(params=["s3", "supabase"])
@@ -145,3 +157,4 @@ def remote(request, settings) -> Backend:
     chosen = backend_for(request.param, request, settings)
     yield chosen
     chosen.proxy.reset()
+    chosen.proxy.namespace_s3_errors = False

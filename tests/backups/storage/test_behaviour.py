@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from apps.backups.errors import StorageError
+from tests.backups.storage.conftest import MAX_ATTEMPTS, expect_timeouts
 
 MB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[3]
@@ -169,7 +170,7 @@ def test_large_object_streams_in_bounded_memory(backend, tmp_path):
 FAULTS = ["503", "500", "429", "timeout", "drop"]
 
 
-MAX_RETRIED_FAILURES = 2  # fewer than BACKUP_STORAGE_MAX_ATTEMPTS in conftest (4)
+MAX_RETRIED_FAILURES = 2  # fewer than MAX_ATTEMPTS
 # (kind, nth): every kind on the first, a middle and a late request of a write
 # (s3: create, 3 parts, complete; supabase: upload, move); timeouts cost real
 # seconds, so they are tried on one position.
@@ -177,10 +178,12 @@ TRANSIENT_CASES = [(kind, nth) for kind in ("503", "500", "429", "drop") for nth
 
 
 @pytest.mark.parametrize(("kind", "nth"), TRANSIENT_CASES)
-def test_transient_failures_on_the_nth_request_are_retried(remote, kind, nth):
+def test_transient_failures_on_the_nth_request_are_retried(remote, kind, nth, settings):
+    if kind == "timeout":
+        expect_timeouts(settings)
     storage = remote.storage()
     data = payload(12 * MB + 1)
-    # Counted over a write then a read (supabase writes in 2 requests: its 3rd is the read).
+    # Counted over a write then a read (supabase: its bucket check, upload and move).
     remote.proxy.fail(kind, nth=nth, times=MAX_RETRIED_FAILURES)
     with storage.open_write("alfa/reintentos.sql.zst") as stream:
         stream.write(data)
@@ -197,19 +200,22 @@ def test_transient_failures_on_the_nth_request_are_retried(remote, kind, nth):
 
 
 @pytest.mark.parametrize("kind", FAULTS)
-def test_persistent_failures_give_a_clear_error_and_no_object(remote, kind):
+def test_persistent_failures_give_a_clear_error_and_no_object(remote, kind, settings):
+    if kind == "timeout":
+        expect_timeouts(settings)
     storage = remote.storage()
-    remote.proxy.fail(kind, nth=2, times=1000)  # s3: the first part fails for good; supabase: the move
-    with pytest.raises(StorageError, match="tras 4 intentos") as raised:
+    # The call fails for its whole budget, then the service is back for the clean-up:
+    # s3, its first part (after create); supabase, the move (after bucket check, upload).
+    remote.proxy.fail(kind, nth=3 if remote.name == "supabase" else 2, times=MAX_ATTEMPTS)
+    with pytest.raises(StorageError, match=f"tras {MAX_ATTEMPTS} intentos") as raised:
         with storage.open_write("alfa/fallido.sql.zst") as stream:
             stream.write(payload(6 * MB))
     assert "Inténtalo más tarde" in str(raised.value)
-    remote.proxy.reset()
-    assert not storage.exists("alfa/fallido.sql.zst")
-    # s3 aborts its multipart upload; supabase deletes its temporary — unless the
-    # service is still down while cleaning up, which abandoned_writes_remove covers.
-    storage.abandoned_writes_remove("alfa/", older_than=datetime.now(UTC) + timedelta(minutes=1))
+    assert remote.proxy.faults == {}
+    # The writer cleaned up after itself: s3 aborted its multipart upload, supabase
+    # deleted its temporary. Checked before anything else could remove them.
     assert remote.raw_keys() == []
+    assert not storage.exists("alfa/fallido.sql.zst")
 
 
 @pytest.mark.parametrize("kind", ["503", "drop"])
@@ -223,7 +229,7 @@ def test_persistent_failures_on_read_list_delete(remote, kind):
         lambda: storage.delete("alfa/x.sql.zst"),
     ):
         remote.proxy.fail(kind, nth=1, times=1000)
-        with pytest.raises(StorageError, match="tras 4 intentos"):
+        with pytest.raises(StorageError, match=f"tras {MAX_ATTEMPTS} intentos"):
             operation()
     remote.proxy.reset()
     assert storage.read_bytes("alfa/x.sql.zst") == b"datos"

@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from apps.backups.errors import StorageError
 from apps.backups.storage import get_backup_storage
+from tests.backups.storage.conftest import MAX_ATTEMPTS
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,14 +34,47 @@ def supabase(request, settings):
 def test_s3_wrong_secret_is_a_clear_error_that_names_the_keys(s3, settings, caplog):
     settings.BACKUP_S3_SECRET_ACCESS_KEY = "clave-equivocada"
     storage = get_backup_storage()
+    before = s3.proxy.requests_seen
     with pytest.raises(StorageError) as raised:
         storage.write_bytes("alfa/x.sql.zst", b"datos")
     message = str(raised.value)
     assert "BACKUP_S3_ACCESS_KEY_ID" in message and "BACKUP_S3_SECRET_ACCESS_KEY" in message
     assert "SignatureDoesNotMatch" in message
     assert "clave-equivocada" not in message + caplog.text
-    assert s3.proxy.requests_seen  # it did reach the server: a real refusal, not retried into a timeout
+    # It reached the server once: a real refusal, not retried (by us or by botocore).
+    assert s3.proxy.requests_seen - before == 1
     assert s3.raw_keys() == []
+
+
+@pytest.fixture(params=["s3", "supabase"])
+def ready(request, settings):
+    """A remote backend whose first request (supabase: its key and bucket check) is done."""
+    from tests.backups.storage.conftest import backend_for
+
+    backend = backend_for(request.param, request, settings)
+    storage = get_backup_storage()
+    storage.write_bytes("alfa/x.sql.zst", b"datos")
+    yield backend, storage
+    backend.proxy.reset()
+
+
+@pytest.mark.parametrize("kind", ["503", "drop"])
+def test_a_persistently_failing_call_costs_exactly_max_attempts_requests(ready, kind):
+    backend, storage = ready
+    before = backend.proxy.requests_seen
+    backend.proxy.fail(kind, nth=1, times=1000)
+    with pytest.raises(StorageError, match=f"tras {MAX_ATTEMPTS} intentos"):
+        storage.exists("alfa/x.sql.zst")
+    assert backend.proxy.requests_seen - before == MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize("times", [1, 2, MAX_ATTEMPTS - 1])
+def test_transient_faults_cost_one_request_more_each(ready, times):
+    backend, storage = ready
+    before = backend.proxy.requests_seen
+    backend.proxy.fail("503", nth=1, times=times)
+    assert storage.exists("alfa/x.sql.zst")
+    assert backend.proxy.requests_seen - before == 1 + times
 
 
 def test_s3_missing_bucket_is_named(s3, settings):
@@ -52,6 +86,7 @@ def test_s3_missing_bucket_is_named(s3, settings):
 def test_supabase_wrong_key_names_the_service_role_key_and_bucket_policy(supabase, settings, caplog):
     settings.SUPABASE_KEY = "clave-anon-equivocada"
     storage = get_backup_storage()
+    before = supabase.proxy.requests_seen
     for operation in (
         lambda: storage.write_bytes("alfa/x.sql.zst", b"datos"),
         lambda: storage.read_bytes("alfa/x.sql.zst"),
@@ -64,6 +99,7 @@ def test_supabase_wrong_key_names_the_service_role_key_and_bucket_policy(supabas
         assert "(403)" in message
         assert "SUPABASE_KEY" in message and "service_role" in message and "políticas del bucket" in message
         assert settings.SUPABASE_KEY not in message + caplog.text
+    assert supabase.proxy.requests_seen - before == 4  # one refused request each, none retried
     assert supabase.raw_keys() == []
 
 
@@ -120,6 +156,7 @@ django.setup()
 from django.core.exceptions import ImproperlyConfigured
 from django.test.utils import override_settings
 from apps.backups.storage import get_backup_storage
+from tests.backups.storage.conftest import MAX_ATTEMPTS
 print(type(get_backup_storage()).__name__)
 with override_settings(BACKUP_STORAGE_BACKEND={backend!r}):
     try:
@@ -143,3 +180,13 @@ with override_settings(BACKUP_STORAGE_BACKEND={backend!r}):
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "LocalBackupStorage"
     assert lines[1].startswith("ImproperlyConfigured:") and f"pip install {hint}" in lines[1]
+
+
+def test_a_slow_reply_within_the_timeout_is_waited_for_not_retried(ready):
+    """Slowness injected where it is meant: a server 1.5 s slow (under load) is within a
+    deployment's timeout, so the call succeeds on its one request."""
+    backend, storage = ready
+    before = backend.proxy.requests_seen
+    backend.proxy.fail("late-reply", nth=1, seconds=1.5)
+    assert storage.exists("alfa/x.sql.zst")
+    assert backend.proxy.requests_seen - before == 1

@@ -37,3 +37,23 @@ def test_the_api_message_names_the_remote_storage(committed, request, settings):
     response = committed["alfa"].admin_client().post("/api/backups/create/")
     assert response.status_code == 201, response.content
     assert response.json()["message"] == "Backup creado y subido a Supabase Storage exitosamente"
+
+
+@pytest.mark.parametrize("kind", ["lost-reply", "late-reply"])
+def test_a_backup_whose_move_reply_is_lost_succeeds_and_keeps_its_object(committed, request, settings, kind):
+    """Issue 13 item 1: the move of the backup object happens, its reply does not arrive;
+    the retried move finds it done. Before, the backup failed and deleted the good object."""
+    from tests.backups.storage.conftest import SHORT_TIMEOUT, expect_timeouts
+
+    remote = backend_for("supabase", request, settings)
+    expect_timeouts(settings)
+    alfa = committed["alfa"]
+    remote.proxy.fail(kind, on="POST /storage/v1/object/move", seconds=SHORT_TIMEOUT + 1)
+
+    record = backup_create(clinic=alfa.clinic, backup_type="manual", user=alfa.admin)
+
+    assert remote.proxy.matched_faults == []  # the fault was met
+    assert record.status == "succeeded"
+    assert sorted(remote.raw_keys()) == sorted([record.file_path, record.manifest_path])
+    with backup_open_plain(record=record) as chunks:
+        assert sha256_of(b"".join(chunks)) == record.plain_sha256

@@ -1,5 +1,6 @@
 from django.core.management.base import CommandError
 
+from apps.backups.errors import BackupError
 from apps.backups.management.spanish import SpanishCommand
 from apps.backups.restore.recovery import backup_history_rebuild
 from apps.tenants.models import Clinic
@@ -17,5 +18,8 @@ class Command(SpanishCommand):
             raise CommandError(
                 f"Clínica desconocida: {schema} (para una clínica perdida usa restore_clinic_from_storage)."
             )
-        changed = backup_history_rebuild(clinic=clinic)
+        try:
+            changed = backup_history_rebuild(clinic=clinic)
+        except BackupError as error:
+            raise CommandError(str(error)) from None
         self.stdout.write(self.style.SUCCESS(f"✅ Historial de {schema}: {changed} registro(s) creados o corregidos."))

@@ -1,7 +1,8 @@
 from django.core.management.base import CommandError
 
+from apps.backups.errors import BackupError
 from apps.backups.management.spanish import SpanishCommand
-from apps.backups.restore.recovery import restore_drill
+from apps.backups.restore.recovery import DrillResult, restore_drill
 from apps.tenants.selectors import clinics_for_backup
 
 
@@ -23,7 +24,10 @@ class Command(SpanishCommand):
                 raise CommandError(f"Clínicas desconocidas: {', '.join(sorted(unknown))}")
         failed = 0
         for clinic in clinics:
-            result = restore_drill(clinic=clinic)
+            try:
+                result = restore_drill(clinic=clinic)
+            except BackupError as error:  # e.g. the storage refused the key: one line, not a traceback
+                result = DrillResult(schema_name=clinic.schema_name, error=str(error))
             if result.passed:
                 self.stdout.write(
                     f"✅ {clinic.schema_name}: {result.file_name} se restaura y cuadra con su manifiesto."
