@@ -86,6 +86,7 @@ TENANT_APPS = [
     "apps.clinical_history",
     "apps.payment_system",
     "apps.backups",
+    "apps.backups_page",
 ]
 
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -98,10 +99,14 @@ SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 MIDDLEWARE = [
     "django_tenants.middleware.main.TenantMainMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The page's CSS and JavaScript, served by the project itself (no CDN).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Sessions of another clinic or from before the clinic's last restore end here.
+    "apps.users.sessions.ClinicSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -143,7 +148,19 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves the apps' static files straight from their folders: a handful
+# of small files, so no collectstatic step is needed in the build (no STATIC_ROOT).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+# The clinic's backups page (apps.backups_page) signs in with a session.
+LOGIN_URL = "backups_page:sign_in"
+CSRF_FAILURE_VIEW = "apps.backups_page.views.csrf_failure"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# A page of history to show at a time.
+BACKUPS_PAGE_SIZE = env_int("BACKUPS_PAGE_SIZE", 20)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.users.authentication.ClinicJWTAuthentication"],
@@ -254,18 +271,3 @@ BACKUP_ALERT_WEBHOOK_URL = env_str("BACKUP_ALERT_WEBHOOK_URL")  # Slack-compatib
 BACKUP_ALERT_REPEAT_HOURS = env_int("BACKUP_ALERT_REPEAT_HOURS", 6)  # a lasting failure is re-announced this often
 BACKUP_ALERT_TIMEOUT = env_int("BACKUP_ALERT_TIMEOUT", 10)  # seconds for the SMTP server or the webhook
 # ---- end of alerts ----
-
-# ---- Static files served by the app itself (WhiteNoise): the admin's CSS and /api/docs/ ----
-# with DJANGO_DEBUG=false, no separate web server needed. Render's build runs collectstatic;
-# WHITENOISE_USE_FINDERS also serves the apps' files straight away (make serve, no build step).
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-)
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
-WHITENOISE_USE_FINDERS = True
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # collectstatic's target; WhiteNoise warns when it is missing
-# ---- end of static files ----

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/backups/", include("apps.backups.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
+    path("backups/", include("apps.backups_page.urls")),
 ]
 
 handler400 = "config.api_errors.bad_request"

@@ -33,6 +33,12 @@ class BackupNotAvailableError(BackupError):
     status_code = 409
 
 
+class BackupNotDeletableError(BackupError):
+    """The backup must be kept (automatic, running, or the clinic's newest good one)."""
+
+    status_code = 409
+
+
 class EncryptionError(BackupError):
     """Keys are missing or do not open the stored object."""
 

@@ -32,7 +32,14 @@ from apps.backups.engine.pg_clients import find_client, server_major, server_ver
 from apps.backups.engine.pipeline import StoredBytes, open_plain, store_stream, verify_stored
 from apps.backups.engine.snapshot import SchemaSnapshot, schema_snapshot
 from apps.backups.engine.streams import IterableReader
-from apps.backups.errors import BackupError, BackupNotAvailableError, BackupTooLargeError, DumpError, size_text
+from apps.backups.errors import (
+    BackupError,
+    BackupNotAvailableError,
+    BackupNotDeletableError,
+    BackupTooLargeError,
+    DumpError,
+    size_text,
+)
 from apps.backups.models import BackupDownload, BackupRecord
 from apps.backups.storage import BackupStorage, get_backup_storage
 
@@ -228,6 +235,50 @@ def stale_backups_fail(*, storage: BackupStorage, schema_name: str) -> int:
         _discard(record, storage)
         _finish(record, status=BackupRecord.Status.FAILED, error="Interrumpido: el proceso terminó sin completarlo.")
     return len(stale)
+
+
+def backup_delete(*, record: BackupRecord, storage: BackupStorage) -> None:
+    """Stored object, then manifest, then the record (in the current clinic schema):
+    a record never points at nothing; an interruption leaves at worst an orphan
+    object, which retention sweeps."""
+    for path in (record.file_path, record.manifest_path):
+        if path:
+            storage.delete(path)
+    record.delete()
+
+
+def newest_good_backup_id() -> int | None:
+    """The current clinic's newest succeeded backup: the one that is never deleted."""
+    return (
+        BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED)
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def manual_backup_delete(*, clinic, backup_id: int, user) -> BackupRecord:
+    """Delete one of the clinic's manual backups on an administrator's request.
+
+    Refused (``BackupNotDeletableError``) for automatic backups (retention owns
+    them), for one still running, and for the clinic's newest good backup.
+    ``DoesNotExist`` for ids of other clinics.
+    """
+    storage = get_backup_storage()
+    with schema_context(clinic.schema_name), transaction.atomic():
+        # Locked so two deletions (or a deletion and a restore's history copy) do not interleave.
+        record = BackupRecord.objects.select_for_update().get(pk=backup_id)
+        if record.backup_type != "manual":
+            raise BackupNotDeletableError(
+                "Solo se pueden eliminar backups manuales; los automáticos los borra la retención."
+            )
+        if record.status == BackupRecord.Status.RUNNING and not record.is_stale:
+            raise BackupNotDeletableError("Este backup aún está en curso.")
+        if record.pk == newest_good_backup_id():
+            raise BackupNotDeletableError("Es el backup correcto más reciente de la clínica: no se puede eliminar.")
+        backup_delete(record=record, storage=storage)
+    logger.info("Backup manual %s (%s) eliminado por %s", backup_id, record.file_name, getattr(user, "email", "—"))
+    return record
 
 
 def abandoned_writes_find(*, storage: BackupStorage, schema_name: str) -> list[str]:

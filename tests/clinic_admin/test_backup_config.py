@@ -23,6 +23,10 @@ def test_get_shows_the_guides_fields_and_the_time_zone(alfa):
         "last_backup_at": None,
         "next_scheduled_backup": None,
         "time_zone": "UTC",
+        "next_run_at": None,
+        "consecutive_failures": 0,
+        "last_error": "",
+        "next_retry_at": None,
     }
 
 

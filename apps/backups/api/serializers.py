@@ -13,7 +13,18 @@ class BackupRecordSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BackupRecord
-        fields = ["id", "file_name", "file_size", "backup_type", "created_at", "created_by", "status", "format"]
+        fields = [
+            "id",
+            "file_name",
+            "file_size",
+            "backup_type",
+            "created_at",
+            "created_by",
+            "status",
+            "format",
+            "error",
+        ]
+        extra_kwargs = {"error": {"help_text": "Por qué falló (vacío si no falló)."}}
 
 
 class BackupCreatedSerializer(serializers.Serializer):
@@ -49,6 +60,22 @@ class BackupRestoreSerializer(serializers.Serializer):
     status = serializers.CharField()
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField()
+    previous_schema = serializers.CharField()
+
+
+class RestoreListItemSerializer(serializers.Serializer):
+    """One restore of the clinic, for its history of restores."""
+
+    id = serializers.IntegerField()
+    source = serializers.CharField(help_text="backup, upload o storage (recuperación ante desastres).")
+    backup_id = serializers.IntegerField(allow_null=True)
+    backup_file_name = serializers.CharField()
+    uploaded_file_name = serializers.CharField()
+    requested_by = CreatedBySerializer(allow_null=True)
+    status = serializers.CharField()
+    error = serializers.CharField(help_text="Por qué falló (vacío si no falló).")
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
     previous_schema = serializers.CharField()
 
 

@@ -3,7 +3,6 @@ one service, render. Errors are rendered by ``config.api_errors``."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from django.conf import settings
@@ -15,18 +14,19 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.backups.api.responses import backup_file_response
+from apps.backups.api.responses import backup_download_response
 from apps.backups.api.serializers import (
     BackupCreatedSerializer,
     BackupRecordSerializer,
     BackupRestoreSerializer,
     RestoreByIdSerializer,
+    RestoreListItemSerializer,
     RestoreResponseSerializer,
     RestoreUploadSerializer,
 )
-from apps.backups.models import BackupRecord
+from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.restore.swap import backup_restore, upload_restore, upload_size_check
-from apps.backups.services import backup_create, backup_download_record, backup_get_available
+from apps.backups.services import backup_create, backup_get_available, manual_backup_delete
 from apps.backups.storage import get_backup_storage
 from apps.clinic_admin.permissions import IsClinicAdmin
 from apps.users.schema import CLINIC_ADMIN_ERRORS, error_response
@@ -46,35 +46,6 @@ def _download_requested(request) -> bool:
     if value not in TRUE_VALUES | FALSE_VALUES:
         raise ValidationError({"download": "Usa download=true o download=false."})
     return value in TRUE_VALUES
-
-
-def _client_address(request) -> str | None:
-    """Who asked: REMOTE_ADDR, or behind ``NUM_PROXIES`` trusted proxies the
-    address the outermost one saw (entries further left can be forged)."""
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    if settings.NUM_PROXIES and forwarded:
-        candidate = forwarded[-min(settings.NUM_PROXIES, len(forwarded))]
-        try:
-            return str(ipaddress.ip_address(candidate))
-        except ValueError:
-            logger.warning("X-Forwarded-For no válido: %r; se usa REMOTE_ADDR", candidate[:64])
-    return request.META.get("REMOTE_ADDR")
-
-
-def _send_file(request, record: BackupRecord):
-    """The file, recorded as downloaded when its first byte is sent (not for HEAD,
-    nor when the stored object fails its check and nothing is sent)."""
-
-    def download_record() -> None:
-        backup_download_record(
-            clinic=request.tenant,
-            record=record,
-            user=request.user,
-            ip_address=_client_address(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        )
-
-    return backup_file_response(record, on_send=None if request.method == "HEAD" else download_record)
 
 
 class CreateBackupView(APIView):
@@ -105,7 +76,7 @@ class CreateBackupView(APIView):
             clinic=request.tenant, backup_type="manual", user=request.user, max_size=settings.MAX_BACKUP_SIZE
         )
         if download:
-            return _send_file(request, record)
+            return backup_download_response(request, record)
         body = {
             "message": f"Backup creado y subido a {get_backup_storage().label} exitosamente",
             "backup_info": BackupRecordSerializer(record).data,
@@ -144,7 +115,40 @@ class DownloadBackupView(APIView):
         },
     )
     def get(self, request, pk: int):
-        return _send_file(request, backup_get_available(backup_id=pk))
+        return backup_download_response(request, backup_get_available(backup_id=pk))
+
+
+class BackupDeleteView(APIView):
+    """Delete one of this clinic's manual backups: stored object, manifest and record."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(
+        request=None,
+        responses={
+            204: OpenApiResponse(description="Eliminado: el objeto, su manifiesto y el registro."),
+            **CLINIC_ADMIN_ERRORS,
+            404: error_response("No hay un backup con ese id en esta clínica."),
+            409: error_response(
+                "No se puede eliminar: es automático, está en curso o es el backup correcto más reciente."
+            ),
+            503: error_response("El almacenamiento no está disponible; no se eliminó el registro."),
+        },
+    )
+    def delete(self, request, pk: int):
+        manual_backup_delete(clinic=request.tenant, backup_id=pk, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RestoreListView(APIView):
+    """This clinic's restores, newest first: who, when, from what, result."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(responses={200: RestoreListItemSerializer(many=True), **CLINIC_ADMIN_ERRORS})
+    def get(self, request):
+        restores = BackupRestore.objects.select_related("requested_by")
+        return Response(RestoreListItemSerializer(restores, many=True).data)
 
 
 class RestoreBackupFromFileView(APIView):

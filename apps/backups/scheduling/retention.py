@@ -34,7 +34,7 @@ from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
 from apps.backups.scheduling.rules import clinic_zone, week_sunday
 from apps.backups.selectors import schemas_with_backup_table
-from apps.backups.services import abandoned_writes_find, stale_backups_fail
+from apps.backups.services import abandoned_writes_find, backup_delete, stale_backups_fail
 from apps.backups.storage import BackupStorage, get_backup_storage
 from apps.tenants.models import Clinic, ScheduledBackupClaim
 from apps.tenants.selectors import clinics_for_backup
@@ -143,7 +143,7 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
             label = record.file_name or f"registro {record.pk}"
             if not report.dry_run:
                 try:
-                    backup_delete(record=record, storage=storage)
+                    retention_backup_delete(record=record, storage=storage)
                 except BackupError as error:
                     report.errors.append(f"{schema}/{label}: {error}")
                     continue
@@ -172,12 +172,8 @@ def _stale_as_failed(records: list[BackupRecord]) -> None:
             record.status = BackupRecord.Status.FAILED
 
 
-def backup_delete(*, record: BackupRecord, storage: BackupStorage) -> None:
-    """Stored object, then manifest, then the record (in the current clinic schema)."""
-    for path in (record.file_path, record.manifest_path):
-        if path:
-            storage.delete(path)
-    record.delete()
+def retention_backup_delete(*, record: BackupRecord, storage: BackupStorage) -> None:
+    backup_delete(record=record, storage=storage)
     logger.info("Backup eliminado por retención: %s", record.file_name)
 
 

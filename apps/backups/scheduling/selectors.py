@@ -8,7 +8,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Q
 
-from apps.backups.scheduling.rules import DAILY, SCHEDULED, WEEKLY, backup_due_slot
+from apps.backups.scheduling.rules import DAILY, SCHEDULED, WEEKLY, backup_due_slot, backup_next_due
 from apps.tenants.models import Clinic
 
 DUE_FIELDS = ("id", "schema_name", "name", "backup_schedule", "time_zone", "last_backup_at", "next_scheduled_backup")
@@ -53,3 +53,15 @@ def backups_due(*, now: datetime) -> list[DueBackup]:
             due.append(DueBackup(clinic_id, schema_name, name, schedule, slot.slot, slot.due_since))
     due.sort(key=lambda item: (item.due_since, item.schema_name))
     return due
+
+
+def clinic_next_backup_at(*, clinic: Clinic, now: datetime) -> datetime | None:
+    """When the clinic's next automatic backup will be attempted (None: no schedule)."""
+    return backup_next_due(
+        schedule=clinic.backup_schedule,
+        time_zone=clinic.time_zone,
+        last_backup_at=clinic.last_backup_at,
+        next_scheduled_backup=clinic.next_scheduled_backup,
+        retry_at=clinic.backup_retry_at,
+        now=now,
+    )
