@@ -23,7 +23,10 @@ class BackupConfigSerializer(serializers.Serializer):
         source="backup_last_error", read_only=True, help_text="Error del último backup automático fallido."
     )
     next_retry_at = serializers.DateTimeField(
-        source="backup_retry_at", read_only=True, help_text="Tras un fallo: no se reintenta antes de esta hora."
+        source="backup_retry_at",
+        read_only=True,
+        allow_null=True,
+        help_text="Tras un fallo: no se reintenta antes de esta hora.",
     )
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
