@@ -36,10 +36,12 @@ def test_database_url_of_another_engine():
 
 
 def test_unreachable_database():
+    # Bound but not listening, and held while the command runs: connecting is refused,
+    # and no other process can start listening on the port in between.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    result = run_manage("showmigrations", DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port}/nada")
+        port = probe.getsockname()[1]
+        result = run_manage("showmigrations", DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/nada")
     assert_one_clear_line(result, "No se puede conectar a la base de datos", "Connection refused")
 
 

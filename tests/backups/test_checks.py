@@ -32,3 +32,36 @@ def test_a_malformed_recipient_or_unreadable_identity_is_an_error(settings, tmp_
     settings.BACKUP_AGE_RECIPIENTS = []
     settings.BACKUP_AGE_IDENTITY_FILE = str(tmp_path / "no-existe.txt")
     assert check_ids() == ["backups.E001"]
+
+
+def manage_check(tmp_path, **env: str):
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from tests.support.processes import subprocess_env
+
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=settings.BASE_DIR,
+        env=subprocess_env(tmp_path) | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_manage_py_check_runs_the_key_checks(db, tmp_path, age_key):
+    """Registered with Django's checks: ``manage.py check`` (and so runserver, migrate,
+    deploys) reports them, an error with a failing exit code."""
+    malformed = manage_check(tmp_path, BACKUP_AGE_RECIPIENTS="age1-no-es-una-clave")
+    assert malformed.returncode != 0 and "backups.E001" in malformed.stderr
+
+    foreign = str(pyrage.x25519.Identity.generate().to_public())
+    warned = manage_check(tmp_path, BACKUP_AGE_RECIPIENTS=foreign, BACKUP_AGE_IDENTITY_FILE=str(age_key))
+    assert warned.returncode == 0, warned.stderr
+    assert "backups.W001" in warned.stderr + warned.stdout
+
+    fine = manage_check(tmp_path, BACKUP_AGE_IDENTITY_FILE=str(age_key))
+    assert fine.returncode == 0 and "backups." not in fine.stderr + fine.stdout

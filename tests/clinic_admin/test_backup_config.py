@@ -1,5 +1,6 @@
 """GET/PATCH /api/admin/config/backup/: the guide's fields, validated, nothing changed on error."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,24 +62,26 @@ def test_a_date_without_offset_is_the_clinics_local_time(alfa):
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "named"),
     [
-        {"backup_schedule": "hourly"},
-        {"backup_schedule": "scheduled"},  # no date
-        {"backup_schedule": "scheduled", "next_scheduled_backup": "2020-01-01T00:00:00Z"},  # past
-        {"backup_schedule": "scheduled", "next_scheduled_backup": "mañana"},
-        {"backup_schedule": "daily", "next_scheduled_backup": "2999-01-01T00:00:00Z"},  # date ignored otherwise
-        {"last_backup_at": "2025-01-01T00:00:00Z"},  # read-only
-        {"time_zone": "Asia/Tokyo"},  # the platform's decision
-        {"backup_schedule": "daily", "extra": 1},
-        ["daily"],
+        ({"backup_schedule": "hourly"}, "hourly"),
+        ({"backup_schedule": "scheduled"}, "next_scheduled_backup"),  # no date
+        ({"backup_schedule": "scheduled", "next_scheduled_backup": "2020-01-01T00:00:00Z"}, "fecha futura"),  # past
+        ({"backup_schedule": "scheduled", "next_scheduled_backup": "mañana"}, "next_scheduled_backup"),
+        # A date with any other schedule would be silently ignored: refused instead.
+        ({"backup_schedule": "daily", "next_scheduled_backup": "2999-01-01T00:00:00Z"}, "solo se usa con"),
+        ({"last_backup_at": "2025-01-01T00:00:00Z"}, "last_backup_at"),  # read-only
+        ({"time_zone": "Asia/Tokyo"}, "time_zone"),  # the platform's decision
+        ({"backup_schedule": "daily", "extra": 1}, "extra"),
+        (["daily"], "objeto JSON"),
     ],
 )
-def test_bad_input_gives_400_and_changes_nothing(alfa, payload):
+def test_bad_input_gives_400_and_changes_nothing(alfa, payload, named):
     before = state()
     response = alfa.admin_client().patch(URL, payload, format="json")
     assert response.status_code == 400, response.content
-    assert response.json()
+    # The answer says what is wrong (the field or the rule), in Spanish, whatever its shape.
+    assert named in json.dumps(response.json(), ensure_ascii=False), response.json()
     assert state() == before
 
 

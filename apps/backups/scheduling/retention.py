@@ -11,9 +11,10 @@ Per clinic, in its own time zone:
 - the clinic's newest successful backup is never deleted, whatever its age.
 
 A backup goes by deleting its stored object, then its manifest, then its
-record: a record never points at nothing, and an interrupted cleanup leaves at
-worst an orphan, which a later run sweeps (objects of ours that no record
-references, older than ``BACKUP_ORPHAN_GRACE_HOURS``). Schemas set aside by
+record: an interrupted cleanup leaves at worst an expired record whose object
+is already gone, which the next run finishes, never a kept backup without its
+object. Objects of ours that no record references (a lost record), older than
+``BACKUP_ORPHAN_GRACE_HOURS``, are swept as orphans. Schemas set aside by
 restores are dropped after ``BACKUP_RESTORE_KEEP_DAYS`` by the restore code's
 own hook.
 """

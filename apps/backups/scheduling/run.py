@@ -107,6 +107,7 @@ def scheduled_backup_perform(*, due: DueBackup, now: datetime, on_start: OnStart
     worker = worker_name()
     claim_id = slot_claim(clinic_id=due.clinic_id, slot=due.slot, now=now, worker=worker)
     if claim_id is None:
+        logger.debug("%s: el turno %s lo tiene otro proceso.", due.name, due.slot)
         return ScheduledOutcome(due=due, status="skipped", error="Otro proceso ya tiene este turno.")
     with LeaseKeeper(claim_id=claim_id, worker=worker):
         clinic = Clinic.objects.filter(pk=due.clinic_id).first()

@@ -225,7 +225,9 @@ class InterruptedDump:
 
 
 @pytest.mark.parametrize("encrypted", [True, False])
-def test_ctrl_c_during_a_backup_stops_it_and_leaves_no_file(tmp_path, encrypted):
+def test_store_stream_interrupted_by_ctrl_c_leaves_no_file(tmp_path, encrypted):
+    # The pipeline alone; Ctrl-C through backup_clinics (record, pg_dump child) is in
+    # test_engine_guarantees.py.
     recipients = [pyrage.x25519.Identity.generate().to_public()] if encrypted else []
     with pytest.raises(KeyboardInterrupt):
         store_stream(

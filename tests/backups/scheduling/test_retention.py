@@ -114,7 +114,11 @@ def make_orphans(root, now: datetime) -> None:
 def test_retention_over_200_days_keeps_exactly_the_expected_backups(clinics_reset, settings, capsys):
     Clinic.objects.filter(schema_name="alfa").update(time_zone=TZ)
     zone = zoneinfo.ZoneInfo(TZ)
-    now = timezone.now()
+    # One instant for the expectation and the command (--now): with each on its own clock,
+    # a record on the 30/183-day boundary flipped for a few seconds a day. Local noon keeps
+    # every record (made at 23:30 local, or on the hour) hours away from any boundary.
+    now = datetime.combine(timezone.now().astimezone(zone).date(), time(12, 0), tzinfo=zone)
+    at_now = f"--now={now.isoformat()}"
     made, failed_sunday = simulate_history(now, zone)
     beta_only = make_backup("beta", now - timedelta(days=300)).pk  # beta's newest: it stays
     root = settings.BACKUP_LOCAL_ROOT
@@ -129,7 +133,7 @@ def test_retention_over_200_days_keeps_exactly_the_expected_backups(clinics_rese
         cursor.execute(f'CREATE SCHEMA "{set_aside}"')
 
     before = stored_paths(root)
-    call_command("cleanup_old_backups", "--dry-run")
+    call_command("cleanup_old_backups", "--dry-run", at_now)
     dry_out = capsys.readouterr().out
     assert "simulación" in dry_out and "se borrarían" in dry_out
     assert stored_paths(root) == before
@@ -137,7 +141,7 @@ def test_retention_over_200_days_keeps_exactly_the_expected_backups(clinics_rese
         assert BackupRecord.objects.count() == len(made)
     assert schema_exists(set_aside)
 
-    call_command("cleanup_old_backups")
+    call_command("cleanup_old_backups", at_now)
     out = capsys.readouterr().out
     # The dry run listed exactly what the real run deleted, line for line.
     dry_lines = [line.replace("Se borraría", "Borrado") for line in dry_out.splitlines() if line.startswith("   ")]
@@ -165,5 +169,5 @@ def test_retention_over_200_days_keeps_exactly_the_expected_backups(clinics_rese
     assert f"✅ Limpieza finalizada: {deleted} backup(s), 1 objeto(s) huérfano(s), 1 esquema(s) apartado(s)" in out
 
     # A second run has nothing left to do.
-    call_command("cleanup_old_backups")
+    call_command("cleanup_old_backups", at_now)
     assert "0 backup(s), 0 objeto(s) huérfano(s)" in capsys.readouterr().out

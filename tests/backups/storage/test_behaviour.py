@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from apps.backups.errors import StorageError
 from tests.backups.storage.conftest import MAX_ATTEMPTS, expect_timeouts
@@ -72,7 +73,9 @@ def test_lists_by_clinic_prefix_only(backend):
         ("alfa/dos.sql.manifest.json", 2),
         ("alfa/uno.sql.zst", 10),
     ]
-    assert all(item.modified is None or item.modified.tzinfo for item in listed)
+    # Every backend says when: without it, orphan sweeping would silently stop.
+    assert all(item.modified is not None and item.modified.tzinfo for item in listed)
+    assert all(abs(item.modified - timezone.now()) < timedelta(hours=1) for item in listed)
     assert [item.path for item in storage.list("beta")] == ["beta/tres.sql.zst"]
     assert storage.list("gamma/") == []
     assert {item.path for item in storage.list("")} == {
