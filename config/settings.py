@@ -70,6 +70,8 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served from our own static files
     # Platform staff log into the public admin, so users exist in public too.
     "apps.users",
+    # DDL shared by every clinic of one structure (the fast SQL backup), in public.
+    "apps.backups.ddl_cache",
 ]
 
 TENANT_APPS = [

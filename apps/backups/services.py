@@ -18,8 +18,10 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.ddl_cache.store import DatabaseDdlCache
 from apps.backups.engine import crypto
-from apps.backups.engine.dumpers import json_dump_chunks, pg_dump_stream
+from apps.backups.engine.copy_dump import DumpMethod, sql_dump_stream
+from apps.backups.engine.dumpers import json_dump_chunks
 from apps.backups.engine.manifest import manifest_build, manifest_bytes
 from apps.backups.engine.naming import (
     backup_file_name,
@@ -104,11 +106,17 @@ def _dump_and_store(*, record: BackupRecord, clinic, storage: BackupStorage, rec
         except DumpError as error:
             record.fallback_reason = str(error)
         else:
-            record.pg_dump_version = client.version
             record.sql_style = settings.BACKUP_SQL_STYLE
-            with pg_dump_stream(
-                client=client, schema_name=schema_name, sql_style=record.sql_style, snapshot_id=snapshot.snapshot_id
-            ) as output:
+            # The cached-DDL dump (cost of this clinic only) or pg_dump (see engine/copy_dump.py).
+            with sql_dump_stream(
+                client=client,
+                schema_name=schema_name,
+                sql_style=record.sql_style,
+                snapshot_id=snapshot.snapshot_id,
+                ddl_cache=DatabaseDdlCache(),
+            ) as (output, method):
+                # The pg_dump that wrote the DDL: the psql replaying it must be at least as new.
+                record.pg_dump_version = method.pg_dump_version
                 try:
                     stored = _store(record, schema_name, "sql", output, **options)
                 except DumpError as error:
@@ -118,10 +126,11 @@ def _dump_and_store(*, record: BackupRecord, clinic, storage: BackupStorage, rec
         if stored is None:
             logger.warning("Backup de %s en JSON: %s", schema_name, record.fallback_reason)
             record.pg_dump_version, record.sql_style = "", ""
+            method = DumpMethod(method="json", reason=record.fallback_reason)
             source = IterableReader(json_dump_chunks(schema_name=schema_name, snapshot_id=snapshot.snapshot_id))
             stored = _store(record, schema_name, "json", source, **options)
     verify_stored(storage=storage, path=record.file_path, expected_sha256=stored.stored_sha256)
-    _manifest_store(record=record, clinic=clinic, storage=storage, stored=stored, snapshot=snapshot)
+    _manifest_store(record=record, clinic=clinic, storage=storage, stored=stored, snapshot=snapshot, method=method)
     with schema_context(schema_name):
         _finish(record, status=BackupRecord.Status.SUCCEEDED)
 
@@ -177,9 +186,11 @@ def _assign_file_name(record: BackupRecord, schema_name: str, storage: BackupSto
     raise BackupError(f"No hay un nombre libre para el backup de {schema_name}.")
 
 
-def _manifest_store(*, record, clinic, storage, stored: StoredBytes, snapshot: SchemaSnapshot) -> None:
+def _manifest_store(
+    *, record, clinic, storage, stored: StoredBytes, snapshot: SchemaSnapshot, method: DumpMethod
+) -> None:
     with schema_context(clinic.schema_name):
-        manifest = manifest_build(record=record, clinic=clinic, stored=stored, snapshot=snapshot)
+        manifest = manifest_build(record=record, clinic=clinic, stored=stored, snapshot=snapshot, method=method)
     storage.write_bytes(record.manifest_path, manifest_bytes(manifest))
 
 

@@ -15,8 +15,11 @@ if TYPE_CHECKING:  # the engine sits below the models: a type, not an import
 MANIFEST_VERSION = 1
 
 
-def manifest_build(*, record: BackupRecord, clinic, stored: StoredBytes, snapshot: SchemaSnapshot) -> dict:
+def manifest_build(*, record: BackupRecord, clinic, stored: StoredBytes, snapshot: SchemaSnapshot, method=None) -> dict:
+    """``method`` (an ``engine.copy_dump.DumpMethod``) says what produced the dump:
+    ``ddl_cache_copy`` (cached pg_dump DDL + COPY), ``pg_dump`` or ``json``, and why."""
     return {
+        "dump_method": method.as_manifest() if method is not None else None,
         "manifest_version": MANIFEST_VERSION,
         "clinic": {
             "schema_name": clinic.schema_name,

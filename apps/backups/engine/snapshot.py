@@ -17,6 +17,7 @@ from psycopg import sql
 
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.engine.pg_clients import libpq_params
+from apps.backups.engine.structure import schema_table_names_read
 from apps.backups.errors import DumpError
 
 APPLICATION_NAME = "psicoadmin-backup-snapshot"  # how operators spot it in pg_stat_activity
@@ -70,8 +71,8 @@ def _transaction_end(cursor: psycopg.Cursor) -> None:
 
 
 def _contents_read(cursor: psycopg.Cursor, schema_name: str, snapshot: SchemaSnapshot) -> None:
-    cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", [schema_name])
-    for (table,) in cursor.fetchall():
+    # Not pg_tables: it scans the whole of pg_class (a million rows at 5,000 clinics).
+    for table in schema_table_names_read(cursor, schema_name):
         cursor.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema_name), sql.Identifier(table)))
         snapshot.row_counts[table] = cursor.fetchone()[0]
     if "django_migrations" in snapshot.row_counts:

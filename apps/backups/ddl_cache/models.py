@@ -1,0 +1,27 @@
+"""The pre-data and post-data DDL of one clinic-schema structure, with the schema's
+name replaced by a placeholder, as pg_dump wrote it (see apps.backups.engine.ddl)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SchemaDdl(models.Model):
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 de la estructura del esquema (sin su nombre).")
+    pg_dump_version = models.CharField(max_length=20, help_text="pg_dump que escribió el DDL.")
+    placeholder = models.CharField(max_length=64, help_text="Token que sustituye al nombre del esquema.")
+    pre_data = models.TextField()
+    post_data = models.TextField()
+    source_schema = models.CharField(max_length=63, help_text="Clínica de la que se obtuvo.")
+    fill_seconds = models.FloatField(default=0, help_text="Lo que costó obtenerlo con pg_dump.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "DDL de estructura"
+        verbose_name_plural = "DDL de estructuras"
+        constraints = [
+            models.UniqueConstraint(fields=["fingerprint", "pg_dump_version"], name="schema_ddl_fingerprint_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fingerprint[:12]} (pg_dump {self.pg_dump_version})"
