@@ -38,8 +38,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
@@ -115,9 +117,32 @@ def django_setup(style: str | None) -> None:
     django.setup()
 
 
-def migrate() -> None:
-    print("manage.py migrate_schemas…", flush=True)
-    subprocess.run([sys.executable, "manage.py", "migrate_schemas", "--verbosity=0"], cwd=PROJECT_ROOT, check=True)
+@contextmanager
+def own_database(default_name: str):
+    """A database of the benchmark's own, created and migrated here and dropped at the end
+    (``BENCH_DATABASE_NAME``), on the configured server: the benchmark clinics never land
+    in the demo's database. Child processes reach it through ``DATABASE_URL``."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    print(f"creating database {settings.DATABASES['default']['TEST']['NAME']}…", flush=True)
+    config = setup_databases(verbosity=0, interactive=False, aliases={"default", "backup_reader"})
+    db = settings.DATABASES["default"]
+    user, password = quote(db["USER"] or "", safe=""), quote(db["PASSWORD"] or "", safe="")
+    os.environ["DATABASE_URL"] = f"postgres://{user}:{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    name = db["NAME"]
+    try:
+        yield name
+    finally:
+        connection.close()
+        teardown_databases(config, verbosity=0)
+        print(f"database {name} dropped", flush=True)
+
+
+def bench_database_name(default: str) -> None:
+    """Before Django starts: the name ``own_database`` creates (settings read it at import)."""
+    os.environ["TEST_DATABASE_NAME"] = os.environ.get("BENCH_DATABASE_NAME", default)
 
 
 def clinic_ensure(scale: int) -> None:
@@ -292,14 +317,15 @@ def main() -> None:
         worker_main(sys.argv[2])
         return
     arguments = parse_arguments()
+    bench_database_name("bench_backups")
     django_setup(arguments.style)
     from django.conf import settings
 
-    migrate()
-    for scale in arguments.scales:
-        clinic_ensure(scale)
-    with tempfile.TemporaryDirectory(prefix="backup-bench-") as work_dir:
-        results = [measure_clinic(scale, arguments.repeats, Path(work_dir)) for scale in arguments.scales]
+    with own_database("bench_backups"):
+        for scale in arguments.scales:
+            clinic_ensure(scale)
+        with tempfile.TemporaryDirectory(prefix="backup-bench-") as work_dir:
+            results = [measure_clinic(scale, arguments.repeats, Path(work_dir)) for scale in arguments.scales]
     print_table(results, settings.BACKUP_SQL_STYLE, arguments.repeats)
 
 

@@ -26,7 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from backup_throughput import MB, PROJECT_ROOT, clinic_ensure, django_setup, migrate, our_environment
+from backup_throughput import (
+    MB,
+    PROJECT_ROOT,
+    bench_database_name,
+    clinic_ensure,
+    django_setup,
+    our_environment,
+    own_database,
+)
 
 TARGET_RATIO = 1.5  # ours / bare, at most, in copy style
 
@@ -111,8 +119,18 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=500)
     parser.add_argument("--styles", default="copy,inserts")
     arguments = parser.parse_args()
+    bench_database_name("bench_restore")
     django_setup(None)
-    migrate()
+    with own_database("bench_restore"):
+        rows = measure(arguments)
+    print(f"\n{'style':<8} {'plain MB':>9} {'bare psql s':>12} {'ours s':>8} {'ours/bare':>10}")
+    for style, size, bare, ours in rows:
+        verdict = ("ok" if ours / bare <= TARGET_RATIO else "MISS") if style == "copy" else ""
+        print(f"{style:<8} {size:>9.1f} {bare:>12.2f} {ours:>8.2f} {ours / bare:>10.2f} {verdict}")
+    print(f"(target for copy: ours/bare ≤ {TARGET_RATIO})")
+
+
+def measure(arguments) -> list[tuple]:
     clinic_ensure(arguments.scale)
     schema_name = f"bench_{arguments.scale}"
     rows = []
@@ -128,11 +146,7 @@ def main() -> None:
             leftovers_drop(schema_name)
             rows.append((style, dump.stat().st_size / MB, bare, ours))
             print(f"{style}: bare psql {bare:.2f} s, ours {ours:.2f} s", flush=True)
-    print(f"\n{'style':<8} {'plain MB':>9} {'bare psql s':>12} {'ours s':>8} {'ours/bare':>10}")
-    for style, size, bare, ours in rows:
-        verdict = ("ok" if ours / bare <= TARGET_RATIO else "MISS") if style == "copy" else ""
-        print(f"{style:<8} {size:>9.1f} {bare:>12.2f} {ours:>8.2f} {ours / bare:>10.2f} {verdict}")
-    print(f"(target for copy: ours/bare ≤ {TARGET_RATIO})")
+    return rows
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 
 from config import embedded_postgres
-from config.env import ConfigurationError, env_bool, env_int, env_list, env_str
+from config.env import ConfigurationError, email_settings, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("PSICO_DATA_DIR") or BASE_DIR / ".data")
@@ -90,6 +90,7 @@ SHARED_APPS = [
     # own users, and in every clinic's schema (TENANT_APPS) for its users.
     "axes",
     "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from our own static files
     # Platform staff log into the public admin, so users exist in public too.
     "apps.users",
     # DDL shared by every clinic of one structure (the fast SQL backup), in public.
@@ -204,7 +205,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "apps.backups.api.exception_handler.api_exception_handler",
+    "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
 }
 
 SIMPLE_JWT = {
@@ -246,6 +247,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "API por clínica de PsicoAdmin: autenticación, backups y configuración.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies as their own components: required text fields say minLength 1, as validated.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # /api/docs/: Swagger UI from our own static files (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
@@ -315,3 +322,17 @@ BACKUP_RETENTION_FAILED_DAYS = env_int("BACKUP_RETENTION_FAILED_DAYS", 14)
 BACKUP_ORPHAN_GRACE_HOURS = env_int("BACKUP_ORPHAN_GRACE_HOURS", 24)
 BACKUP_HEALTH_TOKEN = env_str("BACKUP_HEALTH_TOKEN")
 BACKUP_HEALTH_GRACE_MINUTES = env_int("BACKUP_HEALTH_GRACE_MINUTES", 120)
+
+
+# ---- Failure alerts for the platform's operators (README: "Alerts") ----
+# Email through Django's email framework, configured from one SMTP URL.
+globals().update(email_settings(env_str("EMAIL_URL")))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "PsicoAdmin <backups@localhost>"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_SUBJECT_PREFIX = "[PsicoAdmin] "
+BACKUP_ALERT_EMAILS = env_list("BACKUP_ALERT_EMAILS", [])  # the platform's operators
+BACKUP_ALERT_CLINIC_ADMINS = env_bool("BACKUP_ALERT_CLINIC_ADMINS", False)  # also the clinic's own admins
+BACKUP_ALERT_WEBHOOK_URL = env_str("BACKUP_ALERT_WEBHOOK_URL")  # Slack-compatible incoming webhook (a secret)
+BACKUP_ALERT_REPEAT_HOURS = env_int("BACKUP_ALERT_REPEAT_HOURS", 6)  # a lasting failure is re-announced this often
+BACKUP_ALERT_TIMEOUT = env_int("BACKUP_ALERT_TIMEOUT", 10)  # seconds for the SMTP server or the webhook
+# ---- end of alerts ----

@@ -1,19 +1,19 @@
 """URLs served on a clinic's own domain (``<schema>.localhost`` in the demo)."""
 
-from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 # Registers the OpenAPI description of our JWT. Here, not in an AppConfig: drf-spectacular
 # is heavy (~70 ms, ~10 MB) and commands such as backup_clinics never need it.
 from apps.users import schema  # noqa: F401
 
+# No /admin/ here: the Django admin is the platform's, on its own (public) domain only.
 urlpatterns = [
-    path("admin/", admin.site.urls),
     path("api/auth/", include("apps.users.urls")),
     path("api/admin/", include("apps.clinic_admin.urls")),
     path("api/backups/", include("apps.backups.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
     path("backups/", include("apps.backups_page.urls")),
 ]
 

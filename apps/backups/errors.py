@@ -1,5 +1,5 @@
 """The backup exception family. Services raise these; the API maps them to JSON
-errors (``apps.backups.api.exception_handler``) and commands to ``CommandError``.
+errors (``config.api_errors``) and commands to ``CommandError``.
 Messages are user-facing (Spanish) and never contain secrets."""
 
 
@@ -52,6 +52,18 @@ class BackupInterruptedError(BackupError):
 
     def __init__(self, message: str = "Interrumpido: el proceso recibió SIGTERM."):
         super().__init__(message)
+
+
+class ScheduleInFutureError(BackupError):
+    """An automatic backup run was asked to act at an instant that has not come yet."""
+
+    status_code = 400
+
+    def __init__(self, moment):
+        super().__init__(
+            f"{moment.isoformat()} aún no ha llegado: un backup real no puede ocupar un turno futuro "
+            "(usa --dry-run para ver qué se haría)."
+        )
 
 
 class RestoreError(BackupError):

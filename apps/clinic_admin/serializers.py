@@ -8,7 +8,7 @@ from apps.tenants.models import Clinic
 
 class BackupConfigSerializer(serializers.Serializer):
     backup_schedule = serializers.ChoiceField(choices=Clinic.BackupSchedule.choices)
-    last_backup_at = serializers.DateTimeField(read_only=True)
+    last_backup_at = serializers.DateTimeField(read_only=True, allow_null=True)
     next_scheduled_backup = serializers.DateTimeField(required=False, allow_null=True)
     # Set by the platform (admin or `manage.py clinic_time_zone`): what "today" and "Sunday" mean.
     time_zone = serializers.CharField(read_only=True)
@@ -23,7 +23,10 @@ class BackupConfigSerializer(serializers.Serializer):
         source="backup_last_error", read_only=True, help_text="Error del último backup automático fallido."
     )
     next_retry_at = serializers.DateTimeField(
-        source="backup_retry_at", read_only=True, help_text="Tras un fallo: no se reintenta antes de esta hora."
+        source="backup_retry_at",
+        read_only=True,
+        allow_null=True,
+        help_text="Tras un fallo: no se reintenta antes de esta hora.",
     )
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))

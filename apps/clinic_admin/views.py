@@ -1,6 +1,8 @@
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, status
+from rest_framework import permissions
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,12 +16,20 @@ class BackupConfigView(APIView):
     """The clinic's automatic backup schedule."""
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+    parser_classes = [JSONParser]
 
-    @extend_schema(responses={200: BackupConfigSerializer, **CLINIC_ADMIN_ERRORS})
+    @extend_schema(
+        description="La programación de backups automáticos de la clínica.",
+        responses={200: BackupConfigSerializer, **CLINIC_ADMIN_ERRORS},
+    )
     def get(self, request):
         return Response(BackupConfigSerializer(request.tenant).data)
 
     @extend_schema(
+        description=(
+            "Cambia la programación: disabled, daily, weekly o scheduled (con next_scheduled_backup futura; "
+            "una fecha sin zona es la hora local de la clínica)."
+        ),
         request=BackupConfigSerializer,
         responses={
             200: BackupConfigSerializer,
@@ -42,5 +52,5 @@ class BackupConfigView(APIView):
                 explicit_date="next_scheduled_backup" in values,
             )
         except ScheduleError as error:
-            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"error": str(error)}) from None
         return Response(BackupConfigSerializer(clinic).data)

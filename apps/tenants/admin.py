@@ -11,6 +11,11 @@ class DomainInline(admin.TabularInline):
 
 @admin.register(Clinic)
 class ClinicAdmin(TenantAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "schema_name", "backup_schedule", "last_backup_at", "time_zone")
+    list_display = ("name", "schema", "backup_schedule", "last_backup_at", "time_zone")
+    list_filter = ("backup_schedule",)
     search_fields = ("name", "schema_name")
     inlines = [DomainInline]
+
+    @admin.display(description="esquema", ordering="schema_name")
+    def schema(self, clinic: Clinic) -> str:
+        return clinic.schema_name

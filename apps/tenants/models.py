@@ -26,37 +26,50 @@ class Clinic(TenantMixin):
         WEEKLY = "weekly", "Semanal"
         SCHEDULED = "scheduled", "Programado por Fecha"
 
-    name = models.CharField(max_length=200)
-    created_on = models.DateTimeField(auto_now_add=True)
+    name = models.CharField("nombre", max_length=200)
+    created_on = models.DateTimeField("creada", auto_now_add=True)
     time_zone = models.CharField(
+        "zona horaria",
         max_length=64,
         default=default_time_zone,
         validators=[validate_time_zone],
         help_text="Zona horaria de la clínica: define qué es 'hoy' y 'domingo' para sus backups.",
     )
     backup_schedule = models.CharField(
+        "frecuencia de backups",
         max_length=10,
         choices=BackupSchedule.choices,
         default=BackupSchedule.DISABLED,
         help_text="Frecuencia de los backups automáticos.",
     )
     last_backup_at = models.DateTimeField(
-        null=True, blank=True, help_text="Fecha y hora del último backup automático exitoso."
+        "último backup automático",
+        null=True,
+        blank=True,
+        help_text="Fecha y hora del último backup automático exitoso.",
     )
     next_scheduled_backup = models.DateTimeField(
-        null=True, blank=True, help_text="Fecha y hora exacta programada para el próximo backup."
+        "próximo backup programado",
+        null=True,
+        blank=True,
+        help_text="Fecha y hora exacta programada para el próximo backup.",
     )
     # Back-off of the automatic backups (apps.backups.scheduling.rules): a failing
     # clinic is retried later, not every minute.
     backup_failures = models.PositiveIntegerField(
-        default=0, help_text="Backups automáticos fallidos seguidos (0 tras un éxito)."
+        "fallos seguidos", default=0, help_text="Backups automáticos fallidos seguidos (0 tras un éxito)."
     )
     backup_retry_at = models.DateTimeField(
-        null=True, blank=True, help_text="Tras un fallo: no reintentar el backup automático antes de esta hora."
+        "próximo reintento",
+        null=True,
+        blank=True,
+        help_text="Tras un fallo: no reintentar el backup automático antes de esta hora.",
     )
-    backup_last_error = models.TextField(blank=True, help_text="Error del último backup automático fallido.")
+    backup_last_error = models.TextField(
+        "último error", blank=True, help_text="Error del último backup automático fallido."
+    )
     backup_last_attempt_at = models.DateTimeField(
-        null=True, blank=True, help_text="Último intento de backup automático (con éxito o no)."
+        "último intento", null=True, blank=True, help_text="Último intento de backup automático (con éxito o no)."
     )
 
     auto_create_schema = True
@@ -107,3 +120,32 @@ class Domain(DomainMixin):
     class Meta:
         verbose_name = "dominio"
         verbose_name_plural = "dominios"
+
+
+class BackupAlertState(models.Model):
+    """What the platform's operators were last told about one subject, so an alert
+    goes out on a change (first failure, recovery, health turning degraded) and a
+    lasting failure is repeated only every ``BACKUP_ALERT_REPEAT_HOURS``, never every minute.
+
+    ``key``: ``backup:<schema>`` for a clinic's automatic backups, ``health`` for ``/health/backups/``.
+    """
+
+    key = models.CharField("asunto", max_length=80, unique=True)
+    active = models.BooleanField("en fallo", default=False)
+    alerted_at = models.DateTimeField("último aviso", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "estado de aviso de backups"
+        verbose_name_plural = "estados de avisos de backups"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {'en fallo' if self.active else 'bien'}"
+
+
+class ClinicBackupState(Clinic):
+    """The platform admin's fleet view of the clinics' backups (``apps/backups/admin.py``)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "estado de backups"
+        verbose_name_plural = "estado de backups de las clínicas"

@@ -35,11 +35,15 @@ class TokenObtainApi(TokenObtainPairView):
     serializer_class = ClinicTokenObtainPairSerializer
 
     @extend_schema(
+        description="Correo y contraseña de un usuario de esta clínica → tokens de acceso y de refresco, "
+        "válidos solo en esta clínica.",
         responses={
             200: TokenPairSerializer,
-            401: error_response("Email o contraseña incorrectos (campo detail)."),
+            400: error_response("Falta el correo o la contraseña, o el cuerpo no es JSON válido."),
+            401: error_response("Correo o contraseña incorrectos, o la cuenta no está activa."),
             429: error_response("Demasiados intentos fallidos: espera el tiempo indicado (cabecera Retry-After)."),
-        }
+        },
+        auth=[],
     )
     def post(self, request, *args, **kwargs):
         try:
@@ -60,6 +64,21 @@ class TokenRefreshApi(TokenRefreshView):
     is revoked (rotation), so a copy of it gets 401."""
 
     serializer_class = ClinicTokenRefreshSerializer
+
+    @extend_schema(
+        description="Un token de refresco válido de esta clínica → un token de acceso nuevo y un token de "
+        "refresco nuevo (el enviado queda revocado).",
+        responses={
+            200: TokenPairSerializer,
+            400: error_response("Falta el token de refresco, o el cuerpo no es JSON válido."),
+            401: error_response(
+                "Token de refresco no válido, caducado, revocado, de otra clínica o anterior a una restauración."
+            ),
+        },
+        auth=[],
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
 
 
 class LogoutApi(APIView):

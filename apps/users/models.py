@@ -33,14 +33,14 @@ class User(AbstractBaseUser, PermissionsMixin):
         RECEPTIONIST = "receptionist", "Recepción"
         PATIENT = "patient", "Paciente"
 
-    email = models.EmailField(unique=True)
-    first_name = models.CharField(max_length=150, blank=True)
-    last_name = models.CharField(max_length=150, blank=True)
-    role = models.CharField(max_length=20, choices=Role.choices, default=Role.PATIENT)
-    phone = models.CharField(max_length=32, blank=True)
-    is_active = models.BooleanField(default=True)
-    is_staff = models.BooleanField(default=False)
-    date_joined = models.DateTimeField(default=timezone.now)
+    email = models.EmailField("correo electrónico", unique=True)
+    first_name = models.CharField("nombre", max_length=150, blank=True)
+    last_name = models.CharField("apellidos", max_length=150, blank=True)
+    role = models.CharField("rol", max_length=20, choices=Role.choices, default=Role.PATIENT)
+    phone = models.CharField("teléfono", max_length=32, blank=True)
+    is_active = models.BooleanField("activo", default=True)
+    is_staff = models.BooleanField("acceso al admin de la plataforma", default=False)
+    date_joined = models.DateTimeField("alta", default=timezone.now)
 
     objects = UserManager()
 

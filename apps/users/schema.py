@@ -12,23 +12,28 @@ class ClinicJWTScheme(SimpleJWTScheme):
     name = "clinicJWT"
 
 
+# The one error body of the API (config/api_errors.py).
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="Qué pasó, en español.")
+    fields = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Solo en datos rechazados campo a campo: campo → mensaje.",
+    )
 
-
-class DetailSerializer(serializers.Serializer):
-    detail = serializers.CharField(help_text="Qué pasó, en español (errores de autenticación y permisos).")
+    class Meta:
+        ref_name = "Error"
 
 
 def error_response(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description)
 
 
-def _detail_response(description: str) -> OpenApiResponse:
-    return OpenApiResponse(DetailSerializer, description=description)
-
-
+# Every authenticated endpoint can answer these (and 405/406/415 for a wrong method or media type).
+AUTH_ERRORS = {
+    401: error_response("Sin token, o con un token de otra clínica, caducado o anterior a una restauración."),
+}
 CLINIC_ADMIN_ERRORS = {
-    401: _detail_response("Sin token, o con un token de otra clínica, caducado o anterior a una restauración."),
-    403: _detail_response("El usuario no es administrador de esta clínica."),
+    **AUTH_ERRORS,
+    403: error_response("El usuario no es administrador de esta clínica."),
 }

@@ -28,8 +28,12 @@ def test_backup_clinics_refuses_unknown_clinics_and_public(committed):
         call_command("backup_clinics", "nadie")
     with pytest.raises(CommandError, match="desconocidas: public"):
         call_command("backup_clinics", "public")
-    with pytest.raises(CommandError, match="--all"):
+    with pytest.raises(
+        CommandError, match=r"^Indica qué clínicas respaldar: sus esquemas \(p. ej. bienestar\) o --all.$"
+    ):
         call_command("backup_clinics")
+    with pytest.raises(CommandError, match="no ambos"):
+        call_command("backup_clinics", "alfa", "--all")
 
 
 def test_backup_clinics_reports_failures_with_a_nonzero_exit(committed, settings, tmp_path):
@@ -38,3 +42,42 @@ def test_backup_clinics_reports_failures_with_a_nonzero_exit(committed, settings
     settings.BACKUP_LOCAL_ROOT = blocker / "bucket"
     with pytest.raises(CommandError, match="1 backup"):
         call_command("backup_clinics", "beta")
+
+
+@pytest.mark.parametrize("schema", ["nope", "public"])
+def test_restore_drill_of_an_unknown_clinic_or_public_is_an_error(committed, schema, capsys):
+    with pytest.raises(CommandError, match=f"Clínicas desconocidas: {schema}"):
+        call_command("restore_drill", schema)
+    assert capsys.readouterr().out == ""
+
+
+def _manage(*arguments: str):
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["restore_backup"], "error: faltan argumentos obligatorios: backup_id, --clinic"),
+        (["run_scheduled_backups", "--workers", "x"], "error: argumento --workers: no es un número entero: 'x'"),
+        (["backup_status", "--nope"], "error: argumentos no reconocidos: --nope"),
+    ],
+)
+def test_argument_errors_are_in_spanish(arguments, expected):
+    result = _manage(*arguments)
+    assert result.returncode == 2 and expected in result.stderr and result.stderr.startswith("uso: ")
+
+
+def test_help_is_in_spanish():
+    result = _manage("cleanup_old_backups", "--help")
+    assert result.returncode == 0
+    for english in ("usage:", "options:", "show this help", "Verbosity level", "Raise on CommandError"):
+        assert english not in result.stdout
+    assert "opciones:" in result.stdout and "Muestra esta ayuda y termina." in result.stdout

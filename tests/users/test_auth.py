@@ -32,13 +32,13 @@ def test_refresh_token_from_one_clinic_is_refused_by_another(alfa, beta):
 def test_wrong_password_gets_401_in_spanish(alfa):
     response = alfa.client().post("/api/auth/token/", {"email": alfa.admin.email, "password": "x"}, format="json")
     assert response.status_code == 401
-    assert response.json()["detail"] == "La combinación de credenciales no tiene una cuenta activa"
+    assert response.json() == {"error": "Correo o contraseña incorrectos, o la cuenta no está activa."}
 
 
 def test_unauthenticated_request_gets_401(alfa):
     response = alfa.client().get(CONFIG_URL)
     assert response.status_code == 401
-    assert response.json()["detail"] == "Las credenciales de autenticación no se proveyeron."
+    assert response.json() == {"error": "Falta el token: envía la cabecera 'Authorization: Bearer <token>'."}
 
 
 def test_non_admin_user_gets_403(alfa):

@@ -32,9 +32,13 @@ class BackupCreatedSerializer(serializers.Serializer):
     backup_info = BackupRecordSerializer()
 
 
-class RestoreRequestSerializer(serializers.Serializer):
-    backup_id = serializers.IntegerField(required=False, min_value=1)
-    file = serializers.FileField(required=False, help_text="Un .sql o .json descargado de esta clínica.")
+ONE_OF_MESSAGE = "Indica 'backup_id' o sube un archivo en 'file' (uno de los dos)."
+
+
+class _OneSourceSerializer(serializers.Serializer):
+    """A restore names one source: a backup of the clinic (JSON) or an uploaded file (multipart),
+    and may carry the admin's password (re-authentication)."""
+
     password = serializers.CharField(
         required=False,
         write_only=True,
@@ -44,11 +48,17 @@ class RestoreRequestSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs):
-        if ("backup_id" in attrs) == ("file" in attrs):
-            raise serializers.ValidationError(
-                {"error": "Indica 'backup_id' o sube un archivo en 'file' (uno de los dos)."}
-            )
+        if {"backup_id", "file"} <= set(self.initial_data):
+            raise serializers.ValidationError({"error": ONE_OF_MESSAGE})
         return attrs
+
+
+class RestoreByIdSerializer(_OneSourceSerializer):
+    backup_id = serializers.IntegerField(min_value=1, help_text="Uno de los backups de esta clínica.")
+
+
+class RestoreUploadSerializer(_OneSourceSerializer):
+    file = serializers.FileField(help_text="Un .sql o .json descargado de esta clínica.")
 
 
 class BackupRestoreSerializer(serializers.Serializer):

@@ -1,5 +1,5 @@
 """The backup API of a clinic (on the clinic's own domain). Thin: parse, call
-one service, render. Errors are rendered by ``apps.backups.api.exception_handler``."""
+one service, render. Errors are rendered by ``config.api_errors``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,9 +20,10 @@ from apps.backups.api.serializers import (
     BackupCreatedSerializer,
     BackupRecordSerializer,
     BackupRestoreSerializer,
+    RestoreByIdSerializer,
     RestoreListItemSerializer,
-    RestoreRequestSerializer,
     RestoreResponseSerializer,
+    RestoreUploadSerializer,
 )
 from apps.backups.errors import UploadSpaceError
 from apps.backups.models import BackupRecord, BackupRestore
@@ -43,13 +44,16 @@ REAUTH_429 = "Demasiadas contraseñas incorrectas: cuenta o dirección bloqueada
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
 RESTORED_MESSAGE = "Clínica restaurada correctamente. Las sesiones anteriores se cerraron: vuelve a iniciar sesión."
 TRUE_VALUES = {"1", "true", "yes", "si", "sí"}
-FALSE_VALUES = {"", "0", "false", "no"}
+FALSE_VALUES = {"0", "false", "no"}
 
 
 def _download_requested(request) -> bool:
-    value = request.query_params.get("download", "").strip().lower()
+    value = request.query_params.get("download")
+    if value is None:
+        return False
+    value = value.strip().lower()
     if value not in TRUE_VALUES | FALSE_VALUES:
-        raise ValidationError({"error": "Usa download=true o download=false."})
+        raise ValidationError({"download": "Usa download=true o download=false."})
     return value in TRUE_VALUES
 
 
@@ -80,6 +84,7 @@ class CreateBackupView(APIView):
     parser_classes = [JSONParser]
 
     @extend_schema(
+        description="Hace ahora un backup manual de la clínica; con download=true responde con el archivo.",
         request=None,
         parameters=[OpenApiParameter("download", bool, description="true: responder con el archivo del backup.")],
         responses={
@@ -114,7 +119,10 @@ class BackupHistoryListView(APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
 
-    @extend_schema(responses={200: BackupRecordSerializer(many=True), **CLINIC_ADMIN_ERRORS})
+    @extend_schema(
+        description="Los backups de la clínica, del más reciente al más antiguo.",
+        responses={200: BackupRecordSerializer(many=True), **CLINIC_ADMIN_ERRORS},
+    )
     def get(self, request):
         records = BackupRecord.objects.select_related("created_by")
         return Response(BackupRecordSerializer(records, many=True).data)
@@ -126,6 +134,7 @@ class DownloadBackupView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
 
     @extend_schema(
+        description="El .sql o .json de uno de los backups de la clínica, comprobado con sus checksums.",
         responses={
             (200, "application/sql"): FILE_RESPONSE,
             **CLINIC_ADMIN_ERRORS,
@@ -133,7 +142,7 @@ class DownloadBackupView(APIView):
             409: error_response("El backup no se completó y no se puede descargar."),
             500: error_response("El objeto almacenado no coincide con su checksum."),
             503: error_response("El almacenamiento no está disponible."),
-        }
+        },
     )
     def get(self, request, pk: int):
         return backup_download_response(request, backup_get_available(backup_id=pk))
@@ -180,10 +189,15 @@ class RestoreBackupFromFileView(APIView):
     an uploaded .sql/.json that this system produced for this clinic."""
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
-    parser_classes = [MultiPartParser, JSONParser, FormParser]
+    parser_classes = [MultiPartParser, JSONParser]
 
     @extend_schema(
-        request={"application/json": RestoreRequestSerializer, "multipart/form-data": RestoreRequestSerializer},
+        description=(
+            "Reemplaza los datos de la clínica por uno de sus backups (JSON con backup_id) o por un archivo "
+            "subido (multipart, campo file) que este sistema hizo para esta clínica. El estado anterior se "
+            "conserva; las sesiones abiertas se cierran."
+        ),
+        request={"application/json": RestoreByIdSerializer, "multipart/form-data": RestoreUploadSerializer},
         responses={
             200: RestoreResponseSerializer,
             400: error_response("Archivo ajeno a esta clínica o a este sistema, o demasiado grande."),
@@ -198,7 +212,8 @@ class RestoreBackupFromFileView(APIView):
     )
     def post(self, request):
         upload_size_check(request.META.get("CONTENT_LENGTH"))  # before the body is read
-        serializer = RestoreRequestSerializer(data=_request_data(request))
+        upload = request.content_type.startswith("multipart/")
+        serializer = (RestoreUploadSerializer if upload else RestoreByIdSerializer)(data=_request_data(request))
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         reauthentication_ensure(request, password=values.get("password"))

@@ -15,6 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from apps.backups.monitoring.alerts import health_alert_check
 from apps.backups.monitoring.status import clinics_overdue
 
 
@@ -38,6 +39,7 @@ def backup_health(request: HttpRequest) -> JsonResponse:
         response["WWW-Authenticate"] = "Bearer"
         return response
     now = timezone.now()
+    health_alert_check(now=now)  # a change is announced to the operators once, whoever noticed it
     checked, overdue = clinics_overdue(now=now)
     body = {
         "status": "degraded" if overdue else "ok",

@@ -192,9 +192,11 @@ def _drill(clinic: Clinic) -> DrillResult:
         manifests = stored_manifests(schema_name=clinic.schema_name, storage=storage)
     except BackupError as error:  # the storage refused or is down: this clinic's drill fails
         result.error = str(error)
+        _drill_failure_alert(clinic, result)
         return result
     if not manifests:
         result.error = "No hay backups en el almacenamiento."
+        _drill_failure_alert(clinic, result)
         return result
     manifest = manifests[-1]
     result.file_name = manifest["backup"]["file_name"]
@@ -221,7 +223,22 @@ def _drill(clinic: Clinic) -> DrillResult:
     finally:
         connection.set_schema_to_public()
         incoming_drop(scratch)
+    _drill_failure_alert(clinic, result)
     return result
+
+
+def _drill_failure_alert(clinic: Clinic, result: DrillResult) -> None:
+    if result.passed:
+        return
+    from apps.backups.monitoring.alerts import drill_failure_alert
+
+    detail = result.error or ", ".join(
+        f"{table}: manifiesto {expected}, restaurado {actual}"
+        for table, (expected, actual) in result.mismatches.items()
+    )
+    drill_failure_alert(
+        schema_name=clinic.schema_name, clinic_name=clinic.name, file_name=result.file_name, detail=detail
+    )
 
 
 def _row_counts(schema_name: str) -> dict[str, int]:

@@ -321,6 +321,7 @@ def restore_from_source(
         else:
             failure = RestoreFailedError(f"Interrumpido: {type(error).__name__}")  # Ctrl-C, SystemExit
         _failure_record(schema_name=schema_name, incoming=incoming, restore=restore, started=started, error=failure)
+        _restore_failure_alert(schema_name=schema_name, file_name=restore.backup_file_name, message=str(failure))
         if failure is error or not isinstance(error, Exception):
             raise
         raise failure from error
@@ -485,4 +486,14 @@ def last_restore_at() -> datetime | None:
         .order_by("-finished_at")
         .values_list("finished_at", flat=True)
         .first()
+    )
+
+
+def _restore_failure_alert(*, schema_name: str, file_name: str, message: str) -> None:
+    from apps.backups.monitoring.alerts import restore_failure_alert
+    from apps.tenants.models import Clinic
+
+    clinic = Clinic.objects.filter(schema_name=schema_name).first()
+    restore_failure_alert(
+        schema_name=schema_name, clinic_name=clinic.name if clinic else schema_name, file_name=file_name, error=message
     )

@@ -134,8 +134,12 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
         if not report.dry_run:
             stale_backups_fail(storage=storage, schema_name=schema)
         records = list(BackupRecord.objects.all())
+        if report.dry_run:
+            _stale_as_failed(records)
         expired = backups_expired(records=records, time_zone=clinic.time_zone, now=now)
-        referenced = {path for r in records if r.pk not in expired for path in (r.file_path, r.manifest_path) if path}
+        # Every record's objects, the expired ones' too: those go with their backup (or are
+        # already gone when listed), so a dry run never calls them orphans.
+        referenced = {path for r in records for path in (r.file_path, r.manifest_path) if path}
         for record in records:
             reason = expired.get(record.pk)
             if reason is None:
@@ -145,7 +149,6 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
                 try:
                     retention_backup_delete(record=record, storage=storage)
                 except BackupError as error:
-                    referenced.update(p for p in (record.file_path, record.manifest_path) if p)
                     report.errors.append(f"{schema}/{label}: {error}")
                     continue
             report.backups.append(CleanupItem(schema, label, reason))
@@ -162,6 +165,15 @@ def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datet
                 report.errors.append(f"{stored.path}: {error}")
                 continue
         report.orphans.append(CleanupItem(schema, stored.path, "objeto sin registro"))
+
+
+def _stale_as_failed(records: list[BackupRecord]) -> None:
+    """For a dry run, in memory only: crashed 'running' records as the real run sees them
+    (``stale_backups_fail`` marks them failed first), so both list the same."""
+    stale_limit = timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES)
+    for record in records:
+        if record.status == BackupRecord.Status.RUNNING and record.created_at < stale_limit:
+            record.status = BackupRecord.Status.FAILED
 
 
 def retention_backup_delete(*, record: BackupRecord, storage: BackupStorage) -> None:

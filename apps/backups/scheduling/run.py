@@ -22,9 +22,10 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from apps.backups.errors import BackupError, BackupInterruptedError, ClinicBusyError
+from apps.backups.errors import BackupError, BackupInterruptedError, ClinicBusyError, ScheduleInFutureError
 from apps.backups.interrupts import stop_requested
 from apps.backups.models import BackupRecord
+from apps.backups.monitoring.alerts import backup_failure_alert, backup_recovery_alert, health_alert_check
 from apps.backups.scheduling.claims import LeaseKeeper, slot_claim, slot_finish, slot_release, worker_name
 from apps.backups.scheduling.rules import DISABLED, SCHEDULED, backup_due_slot, retry_delay
 from apps.backups.scheduling.selectors import DueBackup, backups_due
@@ -56,9 +57,14 @@ def scheduled_backups_run(
 
     ``on_start``/``on_done`` are called (from worker threads when ``workers`` > 1)
     as each clinic's backup starts and ends; skipped clinics (another worker has
-    the slot) only reach ``on_done``.
+    the slot) only reach ``on_done``. A ``now`` in the future is refused: a real
+    backup made today must not use up (and record) a slot that has not started;
+    ``scheduled_backups_preview`` shows what such a run would do.
     """
-    now = now or timezone.now()
+    current = timezone.now()
+    if now is not None and now > current:
+        raise ScheduleInFutureError(now)
+    now = now or current
     due = backups_due(now=now)
 
     def perform(item: DueBackup) -> ScheduledOutcome:
@@ -68,9 +74,18 @@ def scheduled_backups_run(
         return outcome
 
     if workers <= 1 or len(due) <= 1:
-        return [perform(item) for item in due]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backup") as pool:
-        return list(pool.map(_in_own_connection(perform), due))
+        outcomes = [perform(item) for item in due]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backup") as pool:
+            outcomes = list(pool.map(_in_own_connection(perform), due))
+    # Every minute, so operators hear of a degraded health even if nobody polls /health/backups/.
+    health_alert_check(now=now)
+    return outcomes
+
+
+def scheduled_backups_preview(*, now: datetime | None = None) -> list[DueBackup]:
+    """What a run at ``now`` (any instant, future included) would back up; nothing is claimed or changed."""
+    return backups_due(now=now or timezone.now())
 
 
 def _in_own_connection(function):
@@ -120,6 +135,7 @@ def scheduled_backup_perform(*, due: DueBackup, now: datetime, on_start: OnStart
             record.schedule_slot = due.slot
         _succeeded(clinic=clinic, due=due, now=now)
         slot_finish(claim_id=claim_id, succeeded=True)
+    backup_recovery_alert(clinic=clinic, now=now)
     return ScheduledOutcome(due=due, status="succeeded", record=record)
 
 
@@ -169,4 +185,5 @@ def _failed(*, clinic: Clinic, due: DueBackup, now: datetime, claim_id: int, err
         backup_failures=failures, backup_retry_at=retry_at, backup_last_error=message, backup_last_attempt_at=now
     )
     slot_finish(claim_id=claim_id, succeeded=False, error=message)
+    backup_failure_alert(clinic=clinic, failures=failures, error=message, retry_at=retry_at, now=now)
     return ScheduledOutcome(due=due, status="failed", error=message, failures=failures, retry_at=retry_at)

@@ -45,7 +45,10 @@ def test_config_shows_the_back_off_of_failing_automatic_backups(alfa):
 def test_config_refuses_writing_the_back_off_fields(alfa):
     response = alfa.admin_client().patch(CONFIG_URL, {"consecutive_failures": 0}, format="json")
     assert response.status_code == 400
-    assert response.json() == {"consecutive_failures": "Campo de solo lectura."}
+    assert response.json() == {
+        "error": "Datos no válidos: revisa los campos.",
+        "fields": {"consecutive_failures": "Campo de solo lectura."},
+    }
 
 
 def test_restores_lists_who_when_from_what_and_the_result(alfa, beta):

@@ -68,6 +68,9 @@ def simulate_history(now: datetime, zone) -> tuple[dict, object]:
     for days_ago in (20, 5):
         at = now - timedelta(days=days_ago, hours=1)
         made[make_backup("alfa", at, status="failed").pk] = (at, "automatic", "failed")
+    # A worker killed weeks ago left a 'running' record: failed by the cleanup, then old enough to go.
+    at = now - timedelta(days=16)
+    made[make_backup("alfa", at, status="running").pk] = (at, "automatic", "failed")
     return made, failed_sunday
 
 
@@ -120,6 +123,10 @@ def test_retention_over_200_days_keeps_exactly_the_expected_backups(clinics_rese
     beta_only = make_backup("beta", now - timedelta(days=300)).pk  # beta's newest: it stays
     root = settings.BACKUP_LOCAL_ROOT
     make_orphans(root, now)
+    # Backups' objects are as old as the backups (not written just now): past the orphan grace.
+    two_days_ago = (now - timedelta(days=2)).timestamp()
+    for path in stored_paths(root) - {FRESH_ORPHAN}:
+        os.utime(root / path, (two_days_ago, two_days_ago))
     # A schema set aside by a restore 30 days ago is dropped (restore's own hook).
     set_aside = f"beta_prev_{(now - timedelta(days=30)):%Y%m%d%H%M%S}"
     with connection.cursor() as cursor:
@@ -136,6 +143,12 @@ def test_retention_over_200_days_keeps_exactly_the_expected_backups(clinics_rese
 
     call_command("cleanup_old_backups", at_now)
     out = capsys.readouterr().out
+    # The dry run listed exactly what the real run deleted, line for line.
+    dry_lines = [line.replace("Se borraría", "Borrado") for line in dry_out.splitlines() if line.startswith("   ")]
+    real_lines = [line for line in out.splitlines() if line.startswith("   ")]
+    assert dry_lines == real_lines
+    assert f"   Borrado el esquema {set_aside} (apartado por una restauración antes del " in out
+    assert "más de 7 días)" in out
     with schema_context("alfa"):
         kept_records = list(BackupRecord.objects.all())
     expected = expected_kept(made, now, zone)

@@ -60,7 +60,7 @@ def test_daily_backup_prints_the_guides_lines_and_runs_once_per_day(sched, capsy
         "⏳ Verificando backups programados...",
         "📦 Iniciando backup para: Clínica Alfa Ñandú...",
         "   -> Subido exitosamente a almacenamiento local",
-        "✅ Verificación de backups finalizada.",
+        "✅ Verificación de backups finalizada: 1 correcto(s), 0 fallido(s).",
     ]
     [record] = records("alfa")
     assert record.backup_type == "automatic" and record.status == "succeeded" and record.created_by is None
@@ -120,12 +120,14 @@ exec {real_pg_dump} "$@"
     set_clinic("alfa", backup_schedule="daily")
     set_clinic("beta", backup_schedule="daily")
 
-    with caplog.at_level(logging.ERROR, logger="apps"), pytest.raises(CommandError, match="1 backup"):
+    with caplog.at_level(logging.ERROR, logger="apps"), pytest.raises(CommandError) as raised:
         run(NOW)
+    # The last word says how many succeeded and failed, not "finalizada" alone.
+    assert str(raised.value).startswith("❌ Verificación de backups finalizada: 1 correcto(s), 1 fallido(s).")
     out, err = capsys.readouterr()
     assert "   -> Error en Clínica Alfa Ñandú: pg_dump" in err
     assert "Fallo consecutivo n.º 1; próximo intento desde 2025-11-25 03:05:00" in err
-    assert "✅ Verificación de backups finalizada." in out
+    assert "✅" not in out
     assert out.count("   -> Subido exitosamente a almacenamiento local") == 1
     assert "[AutoBackup] Error crítico en Clínica Alfa Ñandú: pg_dump" in caplog.text
     assert [r.status for r in records("alfa")] == ["failed"]
@@ -219,3 +221,27 @@ def test_bad_now_option_is_refused(sched):
         call_command("run_scheduled_backups", "--now", "2025-11-25T03:00:00")
     with pytest.raises(CommandError, match="ISO 8601"):
         call_command("run_scheduled_backups", "--now", "ayer")
+
+
+def test_dry_run_lists_what_would_run_and_changes_nothing(sched, capsys):
+    set_clinic("alfa", backup_schedule="daily")
+    future = timezone.now() + timedelta(days=3)
+    call_command("run_scheduled_backups", "--dry-run", "--now", future.isoformat())
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("🔎 Simulación a las ")
+    local_day = future.date().isoformat()
+    assert out[1:] == [
+        f"   Se respaldaría: Clínica Alfa Ñandú (alfa), turno daily:{local_day}",
+        "✅ 1 clínica(s) tocan backup.",
+    ]
+    assert records("alfa") == [] and not ScheduledBackupClaim.objects.exists()
+    assert clinic("alfa").last_backup_at is None
+
+
+def test_a_real_run_refuses_a_future_instant_and_records_no_slot(sched):
+    set_clinic("alfa", backup_schedule="daily")
+    future = timezone.now() + timedelta(days=3)
+    with pytest.raises(CommandError, match=r"aún no ha llegado.*--dry-run"):
+        call_command("run_scheduled_backups", "--now", future.isoformat())
+    assert records("alfa") == [] and not ScheduledBackupClaim.objects.exists()
+    assert clinic("alfa").last_backup_at is None

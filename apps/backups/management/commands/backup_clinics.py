@@ -1,13 +1,14 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.backups.errors import BackupError
 from apps.backups.interrupts import stop_on_sigterm, stop_requested
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.services import backup_create
 from apps.backups.storage import get_backup_storage
 from apps.tenants.selectors import clinics_for_backup
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = "Hace ahora un backup de una o varias clínicas (o de todas con --all)."
     # Run often and by machines: skip the URL/admin checks (~0.4 s per start).
     requires_system_checks: list[str] = []
@@ -17,8 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="Todas las clínicas (excepto public).")
 
     def handle(self, *args, schemas: list[str], all: bool, **options):
-        if bool(schemas) == all:
-            raise CommandError("Indica esquemas de clínicas o --all (no ambos).")
+        if schemas and all:
+            raise CommandError("Indica esquemas de clínicas o --all, no ambos.")
+        if not schemas and not all:
+            raise CommandError("Indica qué clínicas respaldar: sus esquemas (p. ej. bienestar) o --all.")
         clinics = clinics_for_backup()
         if schemas:
             clinics = clinics.filter(schema_name__in=schemas)

@@ -1,10 +1,10 @@
 import json
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from apps.backups.management.commands._time import parse_now
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.monitoring.status import backup_status_list
 from apps.backups.restore.swap import restore_leftover_schemas_list
 
@@ -21,7 +21,7 @@ def _when(moment) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = "Estado de los backups por clínica: últimos 30 días, último backup, próximo y fallos seguidos."
     requires_system_checks: list[str] = []
 

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.backups.management.commands._time import parse_now
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.scheduling.retention import backups_cleanup
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = (
         "Aplica la retención: manuales para siempre, automáticos 30 días, semanales 6 meses; "
         "nunca el último backup correcto de una clínica. Barre también fallidos, huérfanos y esquemas apartados."

@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.backups.errors import BackupError
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.restore.recovery import backup_history_rebuild
 from apps.tenants.models import Clinic
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = "Reconstruye el historial de backups de una clínica a partir de los manifiestos del almacenamiento."
 
     def add_arguments(self, parser):

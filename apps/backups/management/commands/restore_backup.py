@@ -1,14 +1,15 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django_tenants.utils import schema_context
 
 from apps.backups.errors import BackupError
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.models import BackupRecord
 from apps.backups.restore.swap import backup_restore
 from apps.backups.services import backup_get_available
 from apps.tenants.models import Clinic
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = "Restaura una clínica desde uno de sus backups (reemplaza sus datos; el estado anterior se conserva)."
     # Needed fast on a bad day: skip the URL/admin checks (~0.4 s per start).
     requires_system_checks: list[str] = []

@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.backups.errors import BackupError
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.restore.recovery import clinic_recover_from_storage, stored_manifests
 from apps.backups.storage import get_backup_storage
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = (
         "Recuperación ante desastres: restaura una clínica solo con lo que hay en el almacenamiento "
         "(recrea la clínica y sus dominios si faltan, y reconstruye su historial de backups)."

@@ -1,15 +1,16 @@
 import logging
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.backups.errors import BackupError
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.restore.recovery import DrillResult, restore_drill
 from apps.tenants.selectors import clinics_for_backup
 
 logger = logging.getLogger(__name__)
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = (
         "Simulacro de restauración: restaura el backup más reciente de cada clínica en un esquema temporal, "
         "compara el número de filas con su manifiesto y lo borra, sin tocar la clínica."

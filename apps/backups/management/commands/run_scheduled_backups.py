@@ -1,15 +1,17 @@
 import threading
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.backups.errors import ScheduleInFutureError
 from apps.backups.interrupts import stop_on_sigterm, stop_requested
 from apps.backups.management.commands._time import parse_now
-from apps.backups.scheduling.run import ScheduledOutcome, scheduled_backups_run
+from apps.backups.management.spanish import SpanishCommand
+from apps.backups.scheduling.run import ScheduledOutcome, scheduled_backups_preview, scheduled_backups_run
 from apps.backups.scheduling.selectors import DueBackup
 from apps.backups.storage import get_backup_storage
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = "Hace los backups automáticos que tocan (daily/weekly/scheduled). Pensado para un cron cada minuto."
     # Run every minute by cron: skip the URL/admin system checks at each start.
     requires_system_checks: list[str] = []
@@ -18,12 +20,21 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=1, help="Clínicas respaldadas a la vez (por defecto 1).")
         parser.add_argument(
             "--now",
-            help="Para pruebas y operaciones: evaluar las reglas como si fuera este instante (ISO 8601, con zona).",
+            help=(
+                "Para pruebas y operaciones: evaluar las reglas como si fuera este instante (ISO 8601, con zona). "
+                "Un instante futuro solo con --dry-run."
+            ),
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Muestra qué clínicas se respaldarían, sin hacer ni anotar nada."
         )
 
-    def handle(self, *args, workers: int, now: str | None, **options):
+    def handle(self, *args, workers: int, now: str | None, dry_run: bool, **options):
         if workers < 1:
             raise CommandError("--workers debe ser 1 o más.")
+        if dry_run:
+            self._preview(parse_now(now))
+            return
         label = get_backup_storage().label
         lock = threading.Lock()
 
@@ -59,11 +70,26 @@ class Command(BaseCommand):
 
         self.stdout.write("⏳ Verificando backups programados...")
         with stop_on_sigterm():
-            outcomes = scheduled_backups_run(now=parse_now(now), workers=workers, on_start=on_start, on_done=on_done)
+            try:
+                outcomes = scheduled_backups_run(
+                    now=parse_now(now), workers=workers, on_start=on_start, on_done=on_done
+                )
+            except ScheduleInFutureError as error:
+                raise CommandError(str(error)) from None
             if stop_requested():
                 raise CommandError("Interrumpido (SIGTERM): los backups pendientes se harán en la próxima ejecución.")
-        self.stdout.write("✅ Verificación de backups finalizada.")
-        failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+        succeeded = sum(outcome.status == "succeeded" for outcome in outcomes)
+        failed = sum(outcome.status == "failed" for outcome in outcomes)
+        summary = f"Verificación de backups finalizada: {succeeded} correcto(s), {failed} fallido(s)."
         if failed:
             # Non-zero exit so the cron platform flags the run; they are retried with back-off.
-            raise CommandError(f"{len(failed)} backup(s) automático(s) fallaron; se reintentarán más tarde.")
+            raise CommandError(f"❌ {summary} Los fallidos se reintentarán más tarde.")
+        self.stdout.write(f"✅ {summary}")
+
+    def _preview(self, now) -> None:
+        due = scheduled_backups_preview(now=now)
+        when = f" a las {now.isoformat()}" if now else ""
+        self.stdout.write(f"🔎 Simulación{when}: no se hace ni se anota nada.")
+        for item in due:
+            self.stdout.write(f"   Se respaldaría: {item.name} ({item.schema_name}), turno {item.slot}")
+        self.stdout.write(f"✅ {len(due)} clínica(s) tocan backup.")

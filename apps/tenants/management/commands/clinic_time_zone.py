@@ -1,11 +1,12 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.backups.management.spanish import SpanishCommand
 from apps.tenants.selectors import clinics_for_backup
 from apps.tenants.services import clinic_time_zone_update
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = "Muestra o cambia la zona horaria de una clínica (define su 'hoy' y su 'domingo' para los backups)."
 
     def add_arguments(self, parser):

@@ -2,17 +2,18 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.test.utils import override_settings
 from django_tenants.utils import tenant_context
 
 from apps.backups.engine import crypto
+from apps.backups.management.spanish import SpanishCommand
 from apps.backups.models import BackupRecord
 from apps.tenants.demo import demo_clinics_ensure
 from apps.tenants.selectors import clinic_row_counts
 
 
-class Command(BaseCommand):
+class Command(SpanishCommand):
     help = (
         "Prepara la plataforma de demostración: migra, crea 'bienestar' y 'mindcare' con datos, "
         "hace un backup de cada una y muestra su historial."

@@ -1,0 +1,182 @@
+"""Operators' alerts, received by a real SMTP server (aiosmtpd) and a real HTTP
+webhook receiver on loopback, from real failing and recovering backups."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from apps.backups.engine.naming import validate_schema_name
+from apps.backups.models import BackupRecord
+from apps.backups.monitoring.alerts import safe_detail
+from apps.backups.restore.swap import backup_restore
+from apps.backups.services import backup_create
+from apps.tenants.models import BackupAlertState, Clinic, ScheduledBackupClaim
+from config.env import ConfigurationError, email_settings
+from tests.backups.conftest import stored_object_tamper
+from tests.support.receivers import SmtpServer, WebhookReceiver
+
+NOW = datetime(2025, 11, 25, 3, 0, tzinfo=UTC)  # a Tuesday
+OPERATORS = ["ops@plataforma.test", "guardia@plataforma.test"]
+
+
+@pytest.fixture
+def receivers(settings):
+    with SmtpServer() as smtp, WebhookReceiver() as hook:
+        for name, value in email_settings(f"smtp://127.0.0.1:{smtp.port}").items():
+            setattr(settings, name, value)
+        settings.BACKUP_ALERT_EMAILS = OPERATORS
+        settings.BACKUP_ALERT_WEBHOOK_URL = hook.url
+        settings.BACKUP_ALERT_REPEAT_HOURS = 1
+        settings.BACKUP_ALERT_CLINIC_ADMINS = False
+        yield smtp, hook
+
+
+@pytest.fixture
+def sched(committed):
+    BackupAlertState.objects.all().delete()
+    yield committed
+    BackupAlertState.objects.all().delete()
+    ScheduledBackupClaim.objects.all().delete()
+    Clinic.objects.filter(schema_name__in=["alfa", "beta"]).update(
+        backup_schedule="disabled",
+        last_backup_at=None,
+        backup_failures=0,
+        backup_retry_at=None,
+        backup_last_error="",
+        backup_last_attempt_at=None,
+    )
+
+
+def run(now):
+    call_command("run_scheduled_backups", "--now", now.isoformat())
+
+
+def subjects(smtp) -> list[str]:
+    return [" ".join(str(message["Subject"]).split()) for message in smtp.messages]  # unfolded
+
+
+def test_failure_alerts_once_then_after_n_hours_then_recovery_and_health(
+    sched, receivers, settings, real_pg_dump, fake_pg_dump
+):
+    smtp, hook = receivers
+    # pg_dump dies mid-stream for alfa only; its error output carries a password-like token.
+    fake_pg_dump(
+        f"""
+case "$*" in *--schema=alfa*) {real_pg_dump} "$@" | head -c 5000; echo "fallo password=s3creto" >&2; exit 1;; esac
+exec {real_pg_dump} "$@"
+"""
+    )
+    Clinic.objects.filter(schema_name="alfa").update(backup_schedule="daily")
+
+    with pytest.raises(CommandError):
+        run(NOW)  # first failure: alerted; alfa is also overdue since 00:00 (grace 2 h): health degraded
+    assert subjects(smtp) == [
+        "[PsicoAdmin] Backup automático fallido: Clínica Alfa Ñandú (alfa)",
+        "[PsicoAdmin] Backups atrasados: 1 clínica(s)",
+    ]
+    first = smtp.messages[0]
+    assert sorted(smtp.envelopes[0][1]) == sorted(OPERATORS)
+    body = first.get_content()
+    assert "El backup automático de Clínica Alfa Ñandú (esquema alfa) falló." in body
+    assert "Fallos seguidos: 1" in body and "Próximo intento: 2025-11-25 03:05 UTC" in body
+    assert "s3creto" not in body and "password=***" in body
+    assert "- Clínica Alfa Ñandú (alfa), daily: falta desde 2025-11-25 00:00 UTC" in smtp.messages[1].get_content()
+    assert [post["text"].splitlines()[0] for post in hook.posts] == [
+        "*Backup automático fallido: Clínica Alfa Ñandú (alfa)*",
+        "*Backups atrasados: 1 clínica(s)*",
+    ]
+
+    for minutes in (5, 15, 35):  # still failing, retried with back-off: no alert every time
+        with pytest.raises(CommandError):
+            run(NOW + timedelta(minutes=minutes))
+    assert len(smtp.messages) == 2 and len(hook.posts) == 2
+
+    with pytest.raises(CommandError):
+        run(NOW + timedelta(minutes=75))  # an hour after the first alert and still failing
+    assert subjects(smtp)[2:] == ["[PsicoAdmin] Backup automático fallido: Clínica Alfa Ñandú (alfa)"]
+    assert "sigue fallando" in smtp.messages[2].get_content() and "Fallos seguidos: 5" in smtp.messages[2].get_content()
+
+    settings.BACKUP_PG_BIN_DIR = ""  # fixed
+    run(NOW + timedelta(minutes=155))
+    assert subjects(smtp)[3:] == [
+        "[PsicoAdmin] Backups recuperados: Clínica Alfa Ñandú (alfa)",
+        "[PsicoAdmin] Backups al día",
+    ]
+    assert len(hook.posts) == 5
+    run(NOW + timedelta(minutes=156))  # nothing changed: nothing said
+    assert len(smtp.messages) == 5 and len(hook.posts) == 5
+    # Nothing clinical and no secret in anything sent.
+    everything = "\n".join(m.get_content() for m in smtp.messages) + str(hook.posts)
+    assert "s3creto" not in everything and "secreto" not in everything and "clave-de-prueba" not in everything
+
+
+def test_clinic_admins_get_their_own_clinics_alerts_when_configured(sched, receivers, settings):
+    smtp, _hook = receivers
+    settings.BACKUP_ALERT_CLINIC_ADMINS = True
+    call_command_drill_expect_failure("beta")  # beta has no backup stored: the drill fails
+    assert subjects(smtp) == ["[PsicoAdmin] Simulacro de restauración fallido: Clínica Beta Óptima (beta)"] * 2
+    recipients = sorted(tuple(sorted(to)) for _sender, to in smtp.envelopes)
+    assert recipients == [("admin@beta.com",), tuple(sorted(OPERATORS))]  # never alfa's admin
+    assert "No hay backups en el almacenamiento." in smtp.messages[0].get_content()
+
+
+def call_command_drill_expect_failure(schema: str) -> None:
+    with pytest.raises(CommandError):
+        call_command("restore_drill", schema)
+
+
+def test_failed_restore_alerts(sched, receivers, settings):
+    smtp, hook = receivers
+    clinic = Clinic.objects.get(schema_name="beta")
+    record = backup_create(clinic=clinic, backup_type="manual")
+    stored_object_tamper(settings.BACKUP_LOCAL_ROOT, record, at=0.5)
+    with pytest.raises(Exception, match="checksum"):
+        backup_restore(clinic=clinic, record=record)
+    assert subjects(smtp) == ["[PsicoAdmin] Restauración fallida: Clínica Beta Óptima (beta)"]
+    body = smtp.messages[0].get_content()
+    assert record.file_name in body and "La clínica quedó como estaba." in body
+    assert hook.posts[0]["text"].startswith("*Restauración fallida: Clínica Beta Óptima (beta)*")
+    with schema_context(validate_schema_name("beta")):
+        assert BackupRecord.objects.filter(pk=record.pk).exists()
+
+
+def test_an_unreachable_smtp_server_or_webhook_never_fails_the_work(sched, settings, caplog):
+    for name, value in email_settings("smtp://127.0.0.1:9").items():  # nothing listens on port 9
+        setattr(settings, name, value)
+    settings.BACKUP_ALERT_EMAILS = OPERATORS
+    settings.BACKUP_ALERT_WEBHOOK_URL = "http://127.0.0.1:9/hooks/secreto"
+    call_command_drill_expect_failure("beta")
+    assert "No se pudo enviar el aviso por correo" in caplog.text
+    assert "No se pudo enviar el aviso al webhook" in caplog.text and "secreto" not in caplog.text
+
+
+def test_email_settings_from_an_smtp_url():
+    assert email_settings("")["EMAIL_BACKEND"].endswith("dummy.EmailBackend")
+    config = email_settings("smtp://alertas%40psico.es:cl%40ve@smtp.example.com?starttls=true")
+    assert config == {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "smtp.example.com",
+        "EMAIL_PORT": 587,
+        "EMAIL_HOST_USER": "alertas@psico.es",
+        "EMAIL_HOST_PASSWORD": "cl@ve",
+        "EMAIL_USE_TLS": True,
+        "EMAIL_USE_SSL": False,
+        "EMAIL_TIMEOUT": 10,
+    }
+    ssl = email_settings("smtps://u:p@smtp.example.com")
+    assert (ssl["EMAIL_PORT"], ssl["EMAIL_USE_SSL"], ssl["EMAIL_USE_TLS"]) == (465, True, False)
+    assert email_settings("smtp://relay:2525")["EMAIL_PORT"] == 2525
+    for bad in ("http://smtp.example.com", "smtp://", "smtp://host:puerto"):
+        with pytest.raises(ConfigurationError, match="EMAIL_URL"):
+            email_settings(bad)
+
+
+def test_safe_detail_masks_credentials_and_trims():
+    text = "conexión a postgres://psico:Sup3r@db.example.com:5432/psico rechazada; token=abc123 " + "x" * 900
+    detail = safe_detail(text)
+    assert "Sup3r" not in detail and "abc123" not in detail and "postgres://***@db.example.com" in detail
+    assert len(detail) == 500 and detail.endswith("…")
+    assert timezone.now()  # (time zone aware settings in use)
