@@ -30,6 +30,11 @@ How it answers (each point has a test in tests/backups/storage/test_fake_supabas
   limit (``upload_limit``) are ``"413"`` "The object exceeded the maximum allowed size".
 - ``cacheControl`` is stored as ``max-age=<value>``, whatever the value.
 - Names whose parts start with ``.`` are accepted everywhere.
+- ``key_revoke(key)``: the project takes a key's rights away while a client still
+  holds it (a test's "revoked/rotated key mid-process"); requests made with it are
+  then answered as the anon key's are (lists and deletes ``200 []``, reads ``"404"``).
+  The facts file records the anon key's answers, not a revoked key's: this stands
+  in for "a key that has lost its rights", ``key_restore_all`` undoes it.
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ class FakeSupabaseStorage:
         self.upload_limit = upload_limit  # the project's UPLOAD_FILE_SIZE_LIMIT_STANDARD
         self.buckets: dict[str, Bucket] = {}
         self.signed: dict[str, tuple[str, str]] = {}
+        self.revoked: set[str] = set()  # keys answered as the anon key from now on
         self.lock = threading.Lock()
         rules = []
         for index, (endpoint, rule, methods, _required) in enumerate(ROUTES):
@@ -159,6 +165,13 @@ class FakeSupabaseStorage:
         (self.root / name).mkdir(parents=True, exist_ok=True)
         self.buckets[name] = Bucket(name, public=public, file_size_limit=file_size_limit)
 
+    def key_revoke(self, key: str) -> None:
+        """Take the key's rights away: from now on it is answered as the anon key."""
+        self.revoked.add(key)
+
+    def key_restore_all(self) -> None:
+        self.revoked.clear()
+
     def stored_keys(self, bucket: str) -> list[str]:
         """Every key in the bucket, hidden temporaries included."""
         base = self.root / bucket
@@ -192,7 +205,7 @@ class FakeSupabaseStorage:
     def _role(self, request: Request):
         """The key's role; a key that is not a JWT of this project is a bad signature."""
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not token:
+        if not token or token in self.revoked:
             return "anon"
         try:
             return jwt.decode(token, JWT_SECRET, algorithms=["HS256"]).get("role") or "anon"

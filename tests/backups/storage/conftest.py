@@ -60,6 +60,14 @@ def supabase_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture
+def key_revoke(supabase_server):
+    """Revoke a key on the (session-wide) stand-in for this test only."""
+    server, _proxy = supabase_server
+    yield server.key_revoke
+    server.key_restore_all()
+
+
 def _common(settings) -> dict[str, str]:
     settings.BACKUP_STORAGE_TIMEOUT = TIMEOUT
     settings.BACKUP_STORAGE_MAX_ATTEMPTS = MAX_ATTEMPTS

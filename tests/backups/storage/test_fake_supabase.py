@@ -309,3 +309,13 @@ def test_lost_and_late_replies_reach_the_server(stand_in, supabase_server):
     proxy.fail("late-reply", nth=1, seconds=0.3)  # under the timeout: just a slow server
     files(server, bucket, url=proxy.url).upload("a/lento", b"datos")
     assert server.stored_keys(bucket) == ["a/lento", "a/tarde"]
+
+
+def test_a_revoked_key_is_answered_as_the_anon_key(stand_in, key_revoke):
+    server, bucket = stand_in
+    files(server, bucket).upload("a/objeto", b"datos")
+    key_revoke(SERVICE_ROLE_KEY)
+    for key in (SERVICE_ROLE_KEY, ANON_KEY):
+        assert raw(server, "DELETE", f"object/{bucket}", key, json={"prefixes": ["a/objeto"]}).json() == []
+        assert raw(server, "GET", f"bucket/{bucket}", key).json()["statusCode"] == "404"
+    assert server.stored_keys(bucket) == ["a/objeto"]

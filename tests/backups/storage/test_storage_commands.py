@@ -44,6 +44,27 @@ def test_cleanup_never_reports_deleted_what_stays(committed, supabase, settings,
     assert supabase.raw_keys() == stored
 
 
+def test_cleanup_after_the_key_was_revoked_mid_process_deletes_no_record(committed, supabase, key_revoke, capsys):
+    """The backend passed its key check (the backups below were written with it), then
+    the key lost its rights: every delete answers 200 [] and the objects stay."""
+    from tests.support.fake_supabase import SERVICE_ROLE_KEY
+
+    now = timezone.now()
+    old = make_backup("alfa", now - timedelta(days=200))  # past weekly retention
+    make_backup("alfa", now - timedelta(days=1))  # the newest: always kept
+    stored = supabase.raw_keys()
+    assert len(stored) == 4
+    key_revoke(SERVICE_ROLE_KEY)
+    with pytest.raises(CommandError, match="no se pudieron borrar"):
+        call_command("cleanup_old_backups")
+    captured = capsys.readouterr()
+    assert "Borrado" not in captured.out
+    assert "SUPABASE_KEY" in captured.err
+    with schema_context("alfa"):
+        assert BackupRecord.objects.filter(pk=old.pk).exists()
+    assert supabase.raw_keys() == stored
+
+
 def test_recovery_listing_with_a_mistyped_bucket_names_the_bucket(committed, supabase, settings):
     make_backup("alfa", timezone.now() - timedelta(days=1))
     settings.SUPABASE_BUCKET_NAME = "bucket-mal-escrito"

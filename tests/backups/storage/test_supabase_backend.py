@@ -97,6 +97,19 @@ def test_deletes_with_an_anon_key_or_a_missing_bucket_are_errors_and_nothing_pas
     assert supabase.raw_keys() == [PATH]
 
 
+def test_a_delete_that_deleted_nothing_after_the_key_check_passed_is_an_error(supabase, key_revoke):
+    """The once-per-process key check passed, then the key lost its rights on the
+    server: the delete answers 200 [] and the object stays. Only the returned list
+    (and info) can tell; delete must not pass for success."""
+    storage = get_backup_storage()
+    storage.write_bytes(PATH, b"datos")  # key and bucket checked: cached for this process
+    key_revoke(SERVICE_ROLE_KEY)  # the server now answers it as the anon key
+    with pytest.raises(StorageError) as raised:
+        storage.delete(PATH)
+    assert "SUPABASE_KEY" in str(raised.value) and "service_role" in str(raised.value)
+    assert supabase.raw_keys() == [PATH]
+
+
 # -- 4. a missing bucket does not list like an empty one ----------------------------------------
 
 
