@@ -352,7 +352,7 @@ def test_restore_backup_command_refuses_unknown_ids_and_clinics(committed):
         call_command("restore_backup", "1", "--clinic", "nadie")
 
 
-def test_json_backup_restores_in_one_transaction(committed, settings, tmp_path):
+def test_json_backup_round_trip_restores_rows_and_leaves_sequences_usable(committed, settings, tmp_path):
     alfa = committed["alfa"]
     settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-pg-dump")
     record = backup_create(clinic=alfa.clinic, backup_type="manual")
