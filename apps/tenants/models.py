@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
+from django_tenants.postgresql_backend.base import _check_schema_name
 
 
 def validate_time_zone(value: str) -> None:
@@ -26,6 +27,10 @@ class Clinic(TenantMixin):
         WEEKLY = "weekly", "Semanal"
         SCHEDULED = "scheduled", "Programado por Fecha"
 
+    # Redeclared from TenantMixin (same column) only to give it a Spanish label.
+    schema_name = models.CharField(
+        "esquema", max_length=63, unique=True, db_index=True, validators=[_check_schema_name]
+    )
     name = models.CharField("nombre", max_length=200)
     created_on = models.DateTimeField("creada", auto_now_add=True)
     time_zone = models.CharField(
@@ -97,15 +102,15 @@ class ScheduledBackupClaim(models.Model):
         SUCCEEDED = "succeeded", "Completado"
         FAILED = "failed", "Fallido"
 
-    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="backup_claims")
-    slot = models.CharField(max_length=40, help_text="Periodo cubierto, p. ej. 'daily:2025-11-25'.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
-    worker = models.CharField(max_length=120, help_text="host:pid:hilo del proceso que lo tomó.")
-    claimed_at = models.DateTimeField()
-    lease_until = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=1)
-    error = models.TextField(blank=True)
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="backup_claims", verbose_name="clínica")
+    slot = models.CharField("periodo", max_length=40, help_text="Periodo cubierto, p. ej. 'daily:2025-11-25'.")
+    status = models.CharField("estado", max_length=10, choices=Status.choices, default=Status.RUNNING)
+    worker = models.CharField("proceso", max_length=120, help_text="host:pid:hilo del proceso que lo tomó.")
+    claimed_at = models.DateTimeField("tomado")
+    lease_until = models.DateTimeField("reservado hasta")
+    finished_at = models.DateTimeField("terminado", null=True, blank=True)
+    attempts = models.PositiveIntegerField("intentos", default=1)
+    error = models.TextField("mensaje de error", blank=True)
 
     class Meta:
         verbose_name = "turno de backup automático"
@@ -117,6 +122,13 @@ class ScheduledBackupClaim(models.Model):
 
 
 class Domain(DomainMixin):
+    # Redeclared from DomainMixin (same columns) only to give them Spanish labels.
+    domain = models.CharField("dominio", max_length=253, unique=True, db_index=True)
+    tenant = models.ForeignKey(
+        settings.TENANT_MODEL, db_index=True, related_name="domains", on_delete=models.CASCADE, verbose_name="clínica"
+    )
+    is_primary = models.BooleanField("principal", default=True, db_index=True)
+
     class Meta:
         verbose_name = "dominio"
         verbose_name_plural = "dominios"

@@ -7,14 +7,20 @@ from django.db import models
 
 
 class SchemaDdl(models.Model):
-    fingerprint = models.CharField(max_length=64, help_text="SHA-256 de la estructura del esquema (sin su nombre).")
-    pg_dump_version = models.CharField(max_length=20, help_text="pg_dump que escribió el DDL.")
-    placeholder = models.CharField(max_length=64, help_text="Token que sustituye al nombre del esquema.")
-    pre_data = models.TextField()
-    post_data = models.TextField()
-    source_schema = models.CharField(max_length=63, help_text="Clínica de la que se obtuvo.")
-    fill_seconds = models.FloatField(default=0, help_text="Lo que costó obtenerlo con pg_dump.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    fingerprint = models.CharField(
+        "huella de la estructura", max_length=64, help_text="SHA-256 de la estructura del esquema (sin su nombre)."
+    )
+    pg_dump_version = models.CharField("versión de pg_dump", max_length=20, help_text="pg_dump que escribió el DDL.")
+    placeholder = models.CharField(
+        "marcador del esquema", max_length=64, help_text="Token que sustituye al nombre del esquema."
+    )
+    pre_data = models.TextField("DDL previo a los datos")
+    post_data = models.TextField("DDL posterior a los datos")
+    source_schema = models.CharField("esquema de origen", max_length=63, help_text="Clínica de la que se obtuvo.")
+    fill_seconds = models.FloatField(
+        "segundos de obtención", default=0, help_text="Lo que costó obtenerlo con pg_dump."
+    )
+    created_at = models.DateTimeField("creado", auto_now_add=True)
 
     class Meta:
         verbose_name = "DDL de estructura"

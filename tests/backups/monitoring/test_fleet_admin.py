@@ -4,9 +4,11 @@ backups, worst first, with actions; clinics' records read-only; CSS without DEBU
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
+from django.utils.text import camel_case_to_spaces
 from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord
@@ -136,3 +138,33 @@ def test_static_files_are_served_without_debug(platform, settings, clinics):
     assert "cdn" not in page.lower()
     bundle = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
     assert bundle.status_code == 200
+
+
+def test_admin_headers_and_every_field_label_are_spanish(platform):
+    client, operator = platform
+    client.force_login(operator)
+    clinics = client.get("/admin/tenants/clinic/").content.decode()  # headers come from verbose_name
+    for header in ("Nombre", "Esquema", "Frecuencia de backups", "Último backup automático", "Zona horaria"):
+        assert f">{header}</a>" in clinics or f">{header}</span>" in clinics, header
+    fleet = client.get(FLEET_URL).content.decode()
+    for header in ("<th>Clínica</th>", "<th>Último backup</th>", "<th>Fallos seguidos</th>"):
+        assert header in fleet
+    records = client.get(f"{FLEET_URL}alfa/registros/").content.decode()
+    for header in ("<th>Archivo</th>", "<th>Tamaño</th>", "<th>Hecho por</th>"):
+        assert header in records
+
+    untranslated = [
+        f"{model.__name__}.{field.name}"
+        for label in ("backups", "backups_ddl_cache", "tenants")
+        for model in apps.get_app_config(label).get_models()
+        for field in model._meta.get_fields()
+        if field.concrete and str(field.verbose_name) == field.name.replace("_", " ")
+    ]
+    assert untranslated == []
+    unnamed = [
+        model.__name__
+        for label in ("backups", "backups_ddl_cache", "tenants")
+        for model in apps.get_app_config(label).get_models()
+        if str(model._meta.verbose_name) == camel_case_to_spaces(model.__name__)
+    ]
+    assert unnamed == []
