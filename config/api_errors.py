@@ -110,8 +110,8 @@ def _api_exception_body(exc: exceptions.APIException) -> dict:
     if isinstance(exc, exceptions.ValidationError):
         return _validation_body(exc.detail)
     detail = exc.detail
-    if isinstance(detail, dict):  # simplejwt: {"detail": …, "code": …, "messages": […]}
-        detail = detail.get("detail", "")
+    if isinstance(detail, dict):  # simplejwt: {"detail": …, "code": …, "messages": […]}; ours: {"error": …}
+        detail = detail.get("detail") or detail.get("error") or ""
     text = _first_text(detail)
     code = getattr(exc, "default_code", "")
     if code in _BY_CODE and (not text or text in (str(exc.default_detail), gettext(str(exc.default_detail)))):

@@ -89,6 +89,8 @@ class LogoutApi(APIView):
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(
+        description="Revoca un token de refresco de esta clínica (con everywhere, todas las sesiones de su "
+        "usuario). El token de refresco es la prueba: no hace falta token de acceso.",
         request=LogoutSerializer,
         responses={
             200: MessageSerializer,
@@ -120,11 +122,16 @@ class SignInListApi(APIView):
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
 
     @extend_schema(
+        description="Los últimos inicios de sesión de esta clínica, fallidos y correctos: quién, cuándo y desde dónde.",
         parameters=[
             OpenApiParameter("email", str, description="Solo los intentos de esta cuenta."),
             OpenApiParameter("limit", int, description="Cuántos (1–500, por defecto 100)."),
         ],
-        responses={200: SignInSerializer(many=True), **CLINIC_ADMIN_ERRORS},
+        responses={
+            200: SignInSerializer(many=True),
+            400: error_response("limit no es un número."),
+            **CLINIC_ADMIN_ERRORS,
+        },
     )
     def get(self, request):
         try:

@@ -36,7 +36,7 @@ class ReauthenticationRequired(APIException):
     default_code = "reauthentication_required"
 
     def __init__(self, message: str):
-        super().__init__({"error": message})
+        super().__init__(message)
 
 
 class SignInLockedOut(APIException):
@@ -44,7 +44,7 @@ class SignInLockedOut(APIException):
     default_code = "locked_out"
 
     def __init__(self, message: str):
-        super().__init__({"error": message})
+        super().__init__(message)
 
 
 def signed_in_us(request) -> int | None:

@@ -79,6 +79,9 @@ def live_server_url(contract_clinic, tmp_path):
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # the tokens made here must be valid there
         "MAX_BACKUP_SIZE": str(50 * 1024 * 1024),
+        # Negative tests send wrong passwords by design; the lockout (tested in tests/users) would
+        # otherwise refuse the hook's own sign-ins from this address.
+        "AUTH_LOCKOUT_FAILURES": "1000000",
     }
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", "--skip-checks", f"127.0.0.1:{port}"],

@@ -112,7 +112,8 @@ def backups_cleanup(*, now: datetime | None = None, dry_run: bool = False) -> Cl
     for name in restore_leftover_schemas_drop(older_than=older_than, dry_run=dry_run):
         interrupted = leftovers[name].interrupted
         what = "dejado por una restauración interrumpida" if interrupted else "apartado por una restauración"
-        report.schemas.append(CleanupItem(leftovers[name].clinic_prefix, name, f"{what}, anterior a {older_than:%F}"))
+        reason = f"{what} antes del {older_than:%Y-%m-%d} (más de {settings.BACKUP_RESTORE_KEEP_DAYS} días)"
+        report.schemas.append(CleanupItem(leftovers[name].clinic_prefix, name, reason))
     for item in leftovers.values():
         if item.interrupted and item.created_at >= older_than:
             until = item.created_at + timedelta(days=settings.BACKUP_RESTORE_KEEP_DAYS)
