@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
-import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from apps.backups.models import BackupRecord
 from apps.backups.services import backup_download_record, backup_open_plain
-
-logger = logging.getLogger(__name__)
+from apps.users.sign_ins import client_address
 
 CONTENT_TYPES = {"sql": "application/sql", "json": "application/json"}
 
@@ -56,19 +52,6 @@ def backup_file_response(record: BackupRecord, *, on_send: Callable[[], None] | 
     response["Cache-Control"] = "no-store"
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def client_address(request) -> str | None:
-    """Who asked: REMOTE_ADDR, or behind ``NUM_PROXIES`` trusted proxies the
-    address the outermost one saw (entries further left can be forged)."""
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    if settings.NUM_PROXIES and forwarded:
-        candidate = forwarded[-min(settings.NUM_PROXIES, len(forwarded))]
-        try:
-            return str(ipaddress.ip_address(candidate))
-        except ValueError:
-            logger.warning("X-Forwarded-For no válido: %r; se usa REMOTE_ADDR", candidate[:64])
-    return request.META.get("REMOTE_ADDR")
 
 
 def backup_download_response(request, record: BackupRecord) -> StreamingHttpResponse:

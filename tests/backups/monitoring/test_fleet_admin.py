@@ -22,8 +22,12 @@ FLEET_URL = "/admin/tenants/clinicbackupstate/"
 @pytest.fixture
 def platform(committed):
     """The public tenant on its own domain and a platform superuser, removed afterwards."""
-    [public] = Clinic.objects.bulk_create([Clinic(schema_name="public", name="PsicoAdmin")])
-    Domain.objects.create(domain=PLATFORM_HOST, tenant=public, is_primary=True)
+    # Another test (or the demo data) may have made the public tenant already: reuse it then.
+    public = Clinic.objects.filter(schema_name="public").first()
+    made_public = public is None
+    if made_public:
+        [public] = Clinic.objects.bulk_create([Clinic(schema_name="public", name="PsicoAdmin")])
+    Domain.objects.create(domain=PLATFORM_HOST, tenant=public, is_primary=made_public)
     connection.set_schema_to_public()
     operator = User.objects.create_superuser("operador@psicoadmin.com", "clave-operador-123")
     client = Client(HTTP_HOST=PLATFORM_HOST)
@@ -32,7 +36,8 @@ def platform(committed):
     with connection.cursor() as cursor:  # not .delete(): its cascade looks for clinic tables in public
         cursor.execute("DELETE FROM users_user WHERE id = %s", [operator.pk])
     Domain.objects.filter(domain=PLATFORM_HOST).delete()
-    Clinic.objects.filter(schema_name="public").delete()
+    if made_public:
+        Clinic.objects.filter(schema_name="public").delete()
     BackupAlertState.objects.all().delete()
     Clinic.objects.filter(schema_name__in=["alfa", "beta"]).update(
         backup_schedule="disabled", last_backup_at=None, backup_failures=0, backup_retry_at=None, backup_last_error=""

@@ -237,8 +237,10 @@ def test_a_psql_killed_mid_transaction_leaves_the_clinic_exactly_as_before(commi
             assert process.poll() is None, process.communicate()
             with psycopg.connect(**libpq_params(), autocommit=True) as conn:
                 row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                    "AND state = 'idle in transaction' AND backend_xid IS NOT NULL",
+                    # Waiting for more input with its transaction open and written to: between
+                    # statements ("idle in transaction") or inside a COPY block (active, ClientRead).
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND backend_xid IS NOT NULL "
+                    "AND (state = 'idle in transaction' OR (state = 'active' AND wait_event = 'ClientRead'))",
                     [APPLICATION_NAME],
                 ).fetchone()
             return row[0] == 1
