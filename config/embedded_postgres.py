@@ -70,7 +70,7 @@ def ensure_running(data_dir: Path, port: int) -> int:
         if running_port is not None:
             return running_port
         _check_port_free(port)
-        run_as = _server_user()
+        run_as = server_user()
         if run_as:
             _give_to_user(data_dir, run_as)
         if not (data_dir / "PG_VERSION").exists():
@@ -85,7 +85,7 @@ def stop(data_dir: Path) -> bool:
     data_dir = data_dir.resolve()
     if _running_port(data_dir) is None:
         return False
-    _run_pg("pg_ctl", ["-D", str(data_dir), "-m", "fast", "-w", "stop"], _server_user())
+    _run_pg("pg_ctl", ["-D", str(data_dir), "-m", "fast", "-w", "stop"], server_user())
     return True
 
 
@@ -151,7 +151,8 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
-def _server_user() -> str | None:
+def server_user() -> str | None:
+    """The system user the PostgreSQL tools run as (root may not run them): created on first use."""
     if os.geteuid() != 0:
         return None
     try:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.embedded_postgres import SERVER_USER
+from config.embedded_postgres import server_user
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def pgbouncer_running(
     folder.chmod(0o755)
     (folder / "users.txt").write_text(f'"{user}" ""\n')
     log = folder / "pgbouncer.log"
-    run_as = _run_as()
+    run_as = server_user()  # PgBouncer, like PostgreSQL, refuses to run as root
     for attempt in range(5):
         port = _free_port()
         (folder / "pgbouncer.ini").write_text(
@@ -107,16 +107,6 @@ def pgbouncer_running(
             process.kill()
             process.wait()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _run_as() -> str | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", SERVER_USER], check=True, capture_output=True)
-    return SERVER_USER
 
 
 def _free_port() -> int:
