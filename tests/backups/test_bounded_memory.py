@@ -104,7 +104,7 @@ def test_a_200_mb_backup_downloads_and_restores_in_bounded_memory(committed, tmp
         result = json.loads(child.stdout.strip().splitlines()[-1])
 
         assert result["download_status"] == 200 and result["downloaded"] == stored.plain_size
-        assert result["restore_status"] == 200, result["restore_body"]
+        assert result["restore_status"] == 200, (result["restore_body"], child.stderr[-4000:])
         with psycopg.connect(**libpq_params()) as conn:
             (rows,) = conn.execute(f"SELECT count(*) FROM beta.{PADDING_TABLE}").fetchone()  # noqa: S608
         assert rows > 500_000  # the padding really was restored

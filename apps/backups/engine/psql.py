@@ -39,9 +39,10 @@ def psql_script(chunks: Iterable[bytes]) -> Iterator[bytes]:
     only when ``chunks`` is exhausted without error."""
     yield b"BEGIN;\n"
     yield from chunks
-    # A leading ";" ends a last statement left without one (psql would otherwise
-    # send it at end of input, merged with ours).
-    yield b"\n;\nCOMMIT;\n\\echo " + COMMITTED_MARKER + b"\n"
+    # No leading ";" to close a last statement left open: a verified dump has none
+    # (merged with ours it would fail and roll back), and psql 15 silently stops
+    # reading its script at an empty statement right after a COPY block.
+    yield b"\nCOMMIT;\n\\echo " + COMMITTED_MARKER + b"\n"
 
 
 def psql_run(*, client: PgClient, chunks: Iterable[bytes], database: dict | None = None) -> None:

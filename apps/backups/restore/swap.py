@@ -105,7 +105,7 @@ def incoming_load_sql(*, schema_name: str, incoming: str, source: DumpSource) ->
     live_exists = schema_exists(schema_name)
     parking = side_schema_name(schema_name, PARKING_MARK, timezone.now(), unique=True)
     before = f"ALTER SCHEMA {_quote(schema_name)} RENAME TO {_quote(parking)};\n" if live_exists else ""
-    after = f"\n;ALTER SCHEMA {_quote(schema_name)} RENAME TO {_quote(incoming)};\n"
+    after = f"\nALTER SCHEMA {_quote(schema_name)} RENAME TO {_quote(incoming)};\n"
     if live_exists:
         after += f"ALTER SCHEMA {_quote(parking)} RENAME TO {_quote(schema_name)};\n"
     dump_major = int(source.pg_dump_version.split(".")[0]) if source.pg_dump_version else 0

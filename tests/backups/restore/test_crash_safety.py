@@ -153,9 +153,9 @@ def test_a_stream_cut_anywhere_commits_nothing_and_is_recorded(backed_up_and_cha
     pg_client_wrap(settings, tmp_path / "bin", "psql", real_psql(), f'head -c "$CUT_AT" | {real_psql()} "$@"\n')
     points = kill_points(plain)
     # Inside our closing statements too: after the renames, before COMMIT.
-    closing = HEAD_LENGTH + len(plain) + len('\n;ALTER SCHEMA "alfa" RENAME TO "alfa_in_20250101000000_abcd";\n')
+    closing = HEAD_LENGTH + len(plain) + len('\nALTER SCHEMA "alfa" RENAME TO "alfa_in_20250101000000_abcd";\n')
     renames_end = closing + len('ALTER SCHEMA "alfa_park_20250101000000_abcd" RENAME TO "alfa";\n')
-    commit = renames_end + len("\n;\n")
+    commit = renames_end + len("\n")
     points += [
         ("entre nuestros cierres", closing),
         ("antes de COMMIT", commit),
