@@ -139,11 +139,17 @@ def copy_counts_check(*, counted: CopyRowCounter, expected: dict[str, int], sche
     (a table without a block counts as 0 rows)."""
     if not counted.complete:
         raise DumpError(f"El volcado de {schema_name} terminó dentro de un bloque COPY.")
-    tables = sorted(set(expected) | set(counted.counts))
+    row_counts_check(counts=counted.counts, expected=expected, schema_name=schema_name)
+
+
+def row_counts_check(*, counts: dict[str, int], expected: dict[str, int], schema_name: str) -> None:
+    """``DumpError`` unless ``counts`` (the rows a dump wrote per table) equal the
+    snapshot's ``expected`` counts, a table missing from either counting as 0."""
+    tables = sorted(set(expected) | set(counts))
     wrong = [
-        f"{table}: {counted.counts.get(table, 0)} en el volcado, {expected.get(table, 0)} en la instantánea"
+        f"{table}: {counts.get(table, 0)} en el volcado, {expected.get(table, 0)} en la instantánea"
         for table in tables
-        if counted.counts.get(table, 0) != expected.get(table, 0)
+        if counts.get(table, 0) != expected.get(table, 0)
     ]
     if wrong:
         shown = "; ".join(wrong[:5]) + (f"; y {len(wrong) - 5} tabla(s) más" if len(wrong) > 5 else "")

@@ -145,18 +145,22 @@ def json_models() -> list:
     return serializers.sort_dependencies(app_list)
 
 
-def json_dump_chunks(*, schema_name: str, snapshot_id: str | None, batch_size: int = 1000) -> Iterator[bytes]:
+def json_dump_chunks(
+    *, schema_name: str, snapshot_id: str | None, batch_size: int = 1000, counts: dict[str, int] | None = None
+) -> Iterator[bytes]:
     """The clinic data apps as one JSON array (``loaddata``-compatible), produced
     batch by batch inside one REPEATABLE READ transaction on its own connection.
-    A database failure (the snapshot gone, the connection lost) is a ``DumpError``."""
+    ``counts``, when given, receives the rows written per table, for the caller
+    to compare with the snapshot's. A database failure (the snapshot gone, the
+    connection lost) is a ``DumpError``."""
     validate_schema_name(schema_name)
     try:
-        yield from _json_chunks(schema_name, snapshot_id, batch_size)
+        yield from _json_chunks(schema_name, snapshot_id, batch_size, {} if counts is None else counts)
     except DatabaseError as error:
         raise DumpError(f"No se pudo exportar {schema_name} en JSON: {str(error).strip()}") from None
 
 
-def _json_chunks(schema_name: str, snapshot_id: str | None, batch_size: int) -> Iterator[bytes]:
+def _json_chunks(schema_name: str, snapshot_id: str | None, batch_size: int, counts: dict) -> Iterator[bytes]:
     python_serializer = serializers.get_serializer("python")
     reader = connections[READER_ALIAS]
     # The reader connection is ours alone: switch its schema here, restore it below.
@@ -170,9 +174,14 @@ def _json_chunks(schema_name: str, snapshot_id: str | None, batch_size: int) -> 
             yield b"["
             first = True
             for model in json_models():
+                if model._meta.proxy:
+                    continue  # as dumpdata: a proxy's rows are its concrete model's
                 queryset = model._default_manager.using(READER_ALIAS).order_by(model._meta.pk.name)
+                table = model._meta.db_table
+                counts.setdefault(table, 0)
                 batch = []
                 for obj in queryset.iterator(chunk_size=batch_size):
+                    counts[table] += 1
                     batch.append(obj)
                     if len(batch) == batch_size:
                         if stop_requested():
