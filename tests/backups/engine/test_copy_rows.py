@@ -110,7 +110,7 @@ def test_a_schema_swapped_in_while_pg_dump_runs_fails_the_backup(committed, sett
         tmp_path / "bin",
         "pg_dump",
         f'if [ "$1" = --version ]; then exec {real_pg_dump} --version; fi\n'
-        f'touch {started}\nwhile [ ! -e {flag} ]; do sleep 0.05; done\n'
+        f"touch {started}\nwhile [ ! -e {flag} ]; do sleep 0.05; done\n"
         + (f'exec {real_pg_dump} "$@"\n' if then == "pg_dump reads" else "exit 1\n"),
     )
     settings.BACKUP_PG_BIN_DIR = str(script.parent)
