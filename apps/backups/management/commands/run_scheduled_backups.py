@@ -1,5 +1,6 @@
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.interrupts import stop_on_sigterm, stop_requested
@@ -20,10 +21,18 @@ class Command(BaseCommand):
             "--now",
             help="Para pruebas y operaciones: evaluar las reglas como si fuera este instante (ISO 8601, con zona).",
         )
+        parser.add_argument(
+            "--inline",
+            action="store_true",
+            help="Hacer los backups en este proceso aunque haya un broker de Celery configurado.",
+        )
 
-    def handle(self, *args, workers: int, now: str | None, **options):
+    def handle(self, *args, workers: int, now: str | None, inline: bool = False, **options):
         if workers < 1:
             raise CommandError("--workers debe ser 1 o más.")
+        if settings.CELERY_BROKER_CONFIGURED and not inline:
+            self._enqueue(now)
+            return
         label = get_backup_storage().label
         lock = threading.Lock()
 
@@ -67,3 +76,13 @@ class Command(BaseCommand):
         if failed:
             # Non-zero exit so the cron platform flags the run; they are retried with back-off.
             raise CommandError(f"{len(failed)} backup(s) automático(s) fallaron; se reintentarán más tarde.")
+
+    def _enqueue(self, now: str | None) -> None:
+        """With a broker: claim the due slots and leave the backups to the workers."""
+        from apps.backups.jobs.services import scheduled_backups_enqueue
+
+        self.stdout.write("⏳ Verificando backups programados...")
+        enqueued = scheduled_backups_enqueue(now=parse_now(now))
+        for item in enqueued:
+            self.stdout.write(f"📨 En cola: {item.clinic_name} (tarea {item.job_id})")
+        self.stdout.write(f"✅ {len(enqueued)} backup(s) en cola para los workers.")
