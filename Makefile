@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install system-tools demo test lint serve db-stop bench clean
+.PHONY: install system-tools demo test lint serve worker db-stop bench clean
 
 install: $(INSTALLED)
 
@@ -27,11 +27,18 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-serve: install
-	$(PY) manage.py runserver 127.0.0.1:8000
+# The web server and one Celery worker (jobs: restores, async backups).
+serve: install system-tools
+	scripts/serve
+
+# One more worker (any machine with the same CELERY_BROKER_URL and DATABASE_URL).
+worker: install system-tools
+	[ -n "$$CELERY_BROKER_URL" ] || $(PY) -m config.embedded_redis start
+	$(PY) -m celery -A config.celery worker --loglevel INFO --concurrency $${CELERY_WORKER_CONCURRENCY:-2}
 
 db-stop:
 	$(PY) -m config.embedded_postgres stop
+	$(PY) -m config.embedded_redis stop
 
 clean: db-stop
 	rm -rf .data $(VENV)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config import embedded_postgres
+from config import embedded_postgres, embedded_redis
 from config.env import ConfigurationError, email_settings, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -336,3 +336,19 @@ BACKUP_ALERT_WEBHOOK_URL = env_str("BACKUP_ALERT_WEBHOOK_URL")  # Slack-compatib
 BACKUP_ALERT_REPEAT_HOURS = env_int("BACKUP_ALERT_REPEAT_HOURS", 6)  # a lasting failure is re-announced this often
 BACKUP_ALERT_TIMEOUT = env_int("BACKUP_ALERT_TIMEOUT", 10)  # seconds for the SMTP server or the webhook
 # ---- end of alerts ----
+
+# Long operations as Celery jobs (README: "Jobs"). CELERY_BROKER_URL unset: the
+# project-local Redis (config/embedded_redis.py), started when first needed, and
+# run_scheduled_backups backs up in its own process as before.
+CELERY_BROKER_CONFIGURED = bool(env_str("CELERY_BROKER_URL"))
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or embedded_redis.broker_url(embedded_redis.configured_location()[1])
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or CELERY_BROKER_URL
+# Run jobs in the calling process instead of sending them (tests of the API shape; never in production).
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# A message whose worker died is delivered again after this many seconds: longer
+# than the longest backup or restore (a live worker's task is never handed to another).
+BACKUP_JOB_VISIBILITY_TIMEOUT = env_int("BACKUP_JOB_VISIBILITY_TIMEOUT", 6 * 3600)
+BACKUP_JOB_RESTORE_INTERVAL = env_int("BACKUP_JOB_RESTORE_INTERVAL", 10)  # how often workers look for such messages
+# A slot enqueued by the scheduler but not yet taken by a worker is enqueued again after this.
+BACKUP_JOB_QUEUED_LEASE_SECONDS = env_int("BACKUP_JOB_QUEUED_LEASE_SECONDS", 3600)
+BACKUP_JOB_PROGRESS_INTERVAL = float(env_int("BACKUP_JOB_PROGRESS_INTERVAL_MS", 1000)) / 1000

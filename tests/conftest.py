@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
-from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
+from apps.backups.models import BackupDownload, BackupJob, BackupRecord, BackupRestore
 from apps.backups.restore.swap import restore_leftover_schemas_drop
 from apps.tenants.demo_data import demo_data_generate
 from apps.tenants.models import Clinic
@@ -93,6 +93,7 @@ def committed(clinics, django_db_blocker):
         connection.set_schema_to_public()
         for fixture in clinics.values():
             with schema_context(fixture.clinic.schema_name):
+                BackupJob.objects.all().delete()
                 BackupRestore.objects.all().delete()
                 BackupDownload.objects.all().delete()
                 BackupRecord.objects.all().delete()
@@ -125,4 +126,7 @@ def backup_settings(settings, tmp_path):
     settings.BACKUP_PG_BIN_DIR = ""
     settings.BACKUP_SQL_STYLE = "copy"
     settings.DATA_DIR = tmp_path / "data"
+    # Jobs run in the test's own process unless a test starts real workers (tests/backups/jobs).
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.CELERY_BROKER_CONFIGURED = False
     return settings

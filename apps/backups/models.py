@@ -170,3 +170,6 @@ class BackupRestore(models.Model):
 
     def __str__(self) -> str:
         return f"Restauración {self.pk} ({self.status})"
+
+
+from apps.backups.jobs.models import BackupJob  # noqa: E402, F401 - registered with this app's models

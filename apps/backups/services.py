@@ -36,6 +36,7 @@ from apps.backups.engine.naming import (
 )
 from apps.backups.engine.pg_clients import find_client, server_major, server_version_text
 from apps.backups.engine.pipeline import StoredBytes, open_plain, store_stream, verify_stored
+from apps.backups.engine.progress import Progress, progress_noop, reader_counted
 from apps.backups.engine.snapshot import SchemaSnapshot, schema_snapshot
 from apps.backups.engine.streams import IterableReader
 from apps.backups.errors import (
@@ -55,22 +56,30 @@ logger = logging.getLogger(__name__)
 COMPRESSION = "zstd"
 
 
-def backup_create(*, clinic, backup_type: str, user=None, max_size: int | None = None) -> BackupRecord:
+def backup_create(
+    *, clinic, backup_type: str, user=None, max_size: int | None = None, progress: Progress | None = None
+) -> BackupRecord:
     """Back up one clinic's schema now and return its (succeeded) record.
 
     ``max_size`` bounds the plain dump (API backups): over it, ``BackupTooLargeError``
     is raised and nothing is kept. ``ClinicBusyError`` at once, with no record,
     while a restore, drill or recovery of the clinic runs. Other failures raise
-    a ``BackupError`` after recording them on a ``failed`` record.
+    a ``BackupError`` after recording them on a ``failed`` record. ``progress``
+    (``apps.backups.engine.progress``) hears the phase, the plain bytes dumped so
+    far and, at the end, the totals.
     """
     schema_name = validate_schema_name(clinic.schema_name)
     if schema_name == settings.PUBLIC_SCHEMA_NAME:
         raise BackupError("El esquema public no se respalda.")
     with clinic_lock(schema_name=schema_name, operation="backup", shared=True) as lock:
-        return _backup_create_locked(clinic=clinic, lock=lock, backup_type=backup_type, user=user, max_size=max_size)
+        return _backup_create_locked(
+            clinic=clinic, lock=lock, backup_type=backup_type, user=user, max_size=max_size, progress=progress
+        )
 
 
-def _backup_create_locked(*, clinic, lock: ClinicLock, backup_type: str, user, max_size: int | None) -> BackupRecord:
+def _backup_create_locked(
+    *, clinic, lock: ClinicLock, backup_type: str, user, max_size: int | None, progress: Progress | None
+) -> BackupRecord:
     schema_name = clinic.schema_name
     storage = get_backup_storage()
     recipients = crypto.recipients()
@@ -91,7 +100,13 @@ def _backup_create_locked(*, clinic, lock: ClinicLock, backup_type: str, user, m
         )
     try:
         _dump_and_store(
-            record=record, clinic=clinic, lock=lock, storage=storage, recipients=recipients, max_size=max_size
+            record=record,
+            clinic=clinic,
+            lock=lock,
+            storage=storage,
+            recipients=recipients,
+            max_size=max_size,
+            progress=progress,
         )
     except BackupTooLargeError:
         _discard(record, storage)
@@ -111,9 +126,18 @@ def _backup_create_locked(*, clinic, lock: ClinicLock, backup_type: str, user, m
 
 
 def _dump_and_store(
-    *, record: BackupRecord, clinic, lock: ClinicLock, storage: BackupStorage, recipients: list, max_size
+    *,
+    record: BackupRecord,
+    clinic,
+    lock: ClinicLock,
+    storage: BackupStorage,
+    recipients: list,
+    max_size,
+    progress: Progress | None,
 ) -> None:
     schema_name = clinic.schema_name
+    report = progress or progress_noop
+    report("dumping")
     options = {"storage": storage, "recipients": recipients, "max_size": max_size}
     counted = None
     with schema_snapshot(schema_name) as snapshot:
@@ -138,7 +162,7 @@ def _dump_and_store(
                 counted = CopyRowCounter(output) if record.sql_style == "copy" else None
                 source = counted or output
                 try:
-                    stored = _store(record, schema_name, "sql", source, **options)
+                    stored = _store(record, schema_name, "sql", reader_counted(source, progress), **options)
                 except DumpError as error:
                     if output.bytes_read:
                         raise  # died mid-stream: a real failure, not a reason to change format
@@ -152,7 +176,7 @@ def _dump_and_store(
             source = IterableReader(
                 json_dump_chunks(schema_name=schema_name, snapshot_id=snapshot.snapshot_id, counts=json_counts)
             )
-            stored = _store(record, schema_name, "json", source, **options)
+            stored = _store(record, schema_name, "json", reader_counted(source, progress), **options)
     # The snapshot's counts are complete only now. The JSON holds the clinic data
     # apps' tables only: those are compared.
     if counted is not None:
@@ -160,6 +184,8 @@ def _dump_and_store(
     elif record.format == "json":
         expected = {table: snapshot.row_counts.get(table, 0) for table in json_counts}
         row_counts_check(counts=json_counts, expected=expected, schema_name=schema_name)
+    rows = sum(snapshot.row_counts.values())
+    report("verifying", bytes_done=stored.plain_size, bytes_total=stored.plain_size, rows_done=rows, rows_total=rows)
     verify_stored(storage=storage, path=record.file_path, expected_sha256=stored.stored_sha256)
     _manifest_store(record=record, clinic=clinic, storage=storage, stored=stored, snapshot=snapshot, method=method)
     lock.ensure_held()

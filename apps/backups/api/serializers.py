@@ -88,6 +88,38 @@ class RestoreListItemSerializer(serializers.Serializer):
     previous_schema = serializers.CharField()
 
 
-class RestoreResponseSerializer(serializers.Serializer):
+class BackupJobSerializer(serializers.Serializer):
+    """A job and its progress. ``bytes_total``/``rows_total`` are null until known
+    (a backup learns its size as it goes; a restore knows it from the backup)."""
+
+    id = serializers.IntegerField()
+    kind = serializers.CharField(help_text="backup | restore | drill | recovery")
+    status = serializers.CharField(help_text="queued | running | succeeded | failed")
+    phase = serializers.CharField()
+    bytes_done = serializers.IntegerField()
+    bytes_total = serializers.IntegerField(allow_null=True)
+    rows_done = serializers.IntegerField()
+    rows_total = serializers.IntegerField(allow_null=True)
+    percent = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    progress_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField()
+    requested_by = CreatedBySerializer(allow_null=True)
+    schedule_slot = serializers.CharField()
+    backup_info = BackupRecordSerializer(source="backup", allow_null=True)
+    restore_info = BackupRestoreSerializer(source="restore", allow_null=True)
+    result = serializers.JSONField()
+
+    def get_percent(self, job) -> float | None:
+        if job.status == "succeeded":
+            return 100.0
+        if not job.bytes_total:
+            return None
+        return round(min(job.bytes_done / job.bytes_total, 1.0) * 100, 1)
+
+
+class JobAcceptedSerializer(serializers.Serializer):
     message = serializers.CharField()
-    restore_info = BackupRestoreSerializer()
+    job = BackupJobSerializer()

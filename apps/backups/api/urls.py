@@ -3,6 +3,8 @@ from django.urls import path
 from apps.backups.api.views import (
     BackupDeleteView,
     BackupHistoryListView,
+    BackupJobDetailView,
+    BackupJobListView,
     CreateBackupView,
     DownloadBackupView,
     RestoreBackupFromFileView,
@@ -16,4 +18,6 @@ urlpatterns = [
     path("history/<int:pk>/", BackupDeleteView.as_view(), name="delete_backup"),
     path("restore/", RestoreBackupFromFileView.as_view(), name="restore_backup"),
     path("restores/", RestoreListView.as_view(), name="backup_restores"),
+    path("jobs/", BackupJobListView.as_view(), name="backup_jobs"),
+    path("jobs/<int:pk>/", BackupJobDetailView.as_view(), name="backup_job"),
 ]

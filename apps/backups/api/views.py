@@ -7,6 +7,7 @@ import errno
 import logging
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
@@ -18,16 +19,17 @@ from rest_framework.views import APIView
 from apps.backups.api.responses import backup_download_response
 from apps.backups.api.serializers import (
     BackupCreatedSerializer,
+    BackupJobSerializer,
     BackupRecordSerializer,
-    BackupRestoreSerializer,
+    JobAcceptedSerializer,
     RestoreByIdSerializer,
     RestoreListItemSerializer,
-    RestoreResponseSerializer,
     RestoreUploadSerializer,
 )
 from apps.backups.errors import UploadSpaceError
-from apps.backups.models import BackupRecord, BackupRestore
-from apps.backups.restore.swap import backup_restore, upload_restore, upload_size_check
+from apps.backups.jobs.services import backup_job_start, jobs_recent, restore_job_start
+from apps.backups.models import BackupJob, BackupRecord, BackupRestore
+from apps.backups.restore.swap import upload_backup_match, upload_size_check
 from apps.backups.services import backup_create, backup_get_available, manual_backup_delete
 from apps.backups.storage import get_backup_storage
 from apps.clinic_admin.permissions import IsClinicAdmin
@@ -42,19 +44,35 @@ REAUTH_403 = (
 )
 REAUTH_429 = "Demasiadas contraseñas incorrectas: cuenta o dirección bloqueada un tiempo."
 FILE_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="El archivo .sql o .json del backup.")
-RESTORED_MESSAGE = "Clínica restaurada correctamente. Las sesiones anteriores se cerraron: vuelve a iniciar sesión."
+JOB_ACCEPTED = OpenApiResponse(
+    JobAcceptedSerializer,
+    description="En cola: la tarea, y su URL (GET /api/backups/jobs/<id>/) en la cabecera Location.",
+)
+RESTORE_QUEUED_MESSAGE = (
+    "Restauración en cola. Sigue su progreso en la URL de la cabecera Location. Al terminar, las sesiones "
+    "anteriores se cierran: vuelve a iniciar sesión para ver el resultado."
+)
+BACKUP_QUEUED_MESSAGE = "Backup en cola. Sigue su progreso en la URL de la cabecera Location."
 TRUE_VALUES = {"1", "true", "yes", "si", "sí"}
 FALSE_VALUES = {"0", "false", "no"}
 
 
-def _download_requested(request) -> bool:
-    value = request.query_params.get("download")
+def _flag(request, name: str) -> bool:
+    """A true/false query parameter; absent is false, anything else is a 400 naming it."""
+    value = request.query_params.get(name)
     if value is None:
         return False
     value = value.strip().lower()
     if value not in TRUE_VALUES | FALSE_VALUES:
-        raise ValidationError({"download": "Usa download=true o download=false."})
+        raise ValidationError({name: f"Usa {name}=true o {name}=false."})
     return value in TRUE_VALUES
+
+
+def _job_accepted(request, job: BackupJob, message: str) -> Response:
+    """202 with the job, and its URL in Location."""
+    location = request.build_absolute_uri(reverse("backup_job", args=[job.pk]))
+    body = {"message": message, "job": BackupJobSerializer(job).data}
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
 def _request_data(request):
@@ -86,22 +104,37 @@ class CreateBackupView(APIView):
     @extend_schema(
         description="Hace ahora un backup manual de la clínica; con download=true responde con el archivo.",
         request=None,
-        parameters=[OpenApiParameter("download", bool, description="true: responder con el archivo del backup.")],
+        parameters=[
+            OpenApiParameter("download", bool, description="true: responder con el archivo del backup."),
+            OpenApiParameter(
+                "async",
+                bool,
+                description="true: hacerlo en segundo plano; responde 202 con la tarea y su URL en Location.",
+            ),
+        ],
         responses={
             201: BackupCreatedSerializer,
+            202: JOB_ACCEPTED,
             (200, "application/sql"): FILE_RESPONSE,
-            400: error_response("Backup demasiado grande, o la petición lleva cuerpo o un download= desconocido."),
+            400: error_response(
+                "Backup demasiado grande, o la petición lleva cuerpo, un download=/async= desconocido o ambos."
+            ),
             **CLINIC_ADMIN_ERRORS,
             409: error_response("La clínica está ocupada: hay una restauración en curso."),
             500: error_response("El backup falló; queda en el historial como fallido."),
-            503: error_response("El almacenamiento no está disponible o no está configurado."),
+            503: error_response("El almacenamiento o la cola de tareas no están disponibles."),
         },
     )
     def post(self, request):
         # Checked before any work: malformed JSON is a 400, another media type a 415.
         if request.data:
             raise ValidationError({"error": "Esta petición no lleva datos en el cuerpo."})
-        download = _download_requested(request)
+        download = _flag(request, "download")
+        if _flag(request, "async"):
+            if download:
+                raise ValidationError({"error": "async=true no admite download=true: descarga el backup al terminar."})
+            job = backup_job_start(clinic=request.tenant, user=request.user, max_size=settings.MAX_BACKUP_SIZE)
+            return _job_accepted(request, job, BACKUP_QUEUED_MESSAGE)
         record = backup_create(
             clinic=request.tenant, backup_type="manual", user=request.user, max_size=settings.MAX_BACKUP_SIZE
         )
@@ -186,7 +219,10 @@ class RestoreListView(APIView):
 
 class RestoreBackupFromFileView(APIView):
     """Replace this clinic's data with one of its backups (``backup_id``) or with
-    an uploaded .sql/.json that this system produced for this clinic."""
+    an uploaded .sql/.json that this system produced for this clinic, as a job:
+    202 with the job and its URL in Location (a large clinic's restore outlasts
+    any HTTP time-out). The checks (the backup exists and succeeded; the upload is
+    one of the clinic's backups) are made here, before anything is queued."""
 
     permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
     parser_classes = [MultiPartParser, JSONParser]
@@ -199,13 +235,13 @@ class RestoreBackupFromFileView(APIView):
         ),
         request={"application/json": RestoreByIdSerializer, "multipart/form-data": RestoreUploadSerializer},
         responses={
-            200: RestoreResponseSerializer,
+            202: JOB_ACCEPTED,
             400: error_response("Archivo ajeno a esta clínica o a este sistema, o demasiado grande."),
             **CLINIC_ADMIN_ERRORS,
             403: error_response(REAUTH_403),
             404: error_response("No hay un backup con ese id en esta clínica."),
             409: error_response("El backup no se completó, o la clínica está ocupada con otro backup o restauración."),
-            500: error_response("La restauración falló por un error del servidor; no se cambió nada."),
+            503: error_response("La cola de tareas no está disponible."),
             507: error_response("El servidor no tiene espacio para recibir el archivo."),
             429: error_response(REAUTH_429),
         },
@@ -216,20 +252,41 @@ class RestoreBackupFromFileView(APIView):
         serializer = (RestoreUploadSerializer if upload else RestoreByIdSerializer)(data=_request_data(request))
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
+        # Re-authentication first: nothing of the upload is read nor anything queued without it.
         reauthentication_ensure(request, password=values.get("password"))
-        if "file" in values:
-            restore = upload_restore(clinic=request.tenant, uploaded_file=values["file"], user=request.user)
+        uploaded = {}
+        if upload:
+            record, sha256 = upload_backup_match(clinic=request.tenant, uploaded_file=values["file"])
+            uploaded = {"uploaded_file_name": values["file"].name or "", "uploaded_sha256": sha256}
         else:
             record = backup_get_available(backup_id=values["backup_id"])
-            restore = backup_restore(clinic=request.tenant, record=record, user=request.user)
-        logger.info(
-            "Clínica restaurada por %s desde %s (restauración %s)",
-            request.user.email,
-            restore.backup_file_name,
-            restore.pk,
-        )
-        body = {
-            "message": RESTORED_MESSAGE,
-            "restore_info": BackupRestoreSerializer(restore).data,
+        job = restore_job_start(clinic=request.tenant, record=record, user=request.user, **uploaded)
+        logger.info("Restauración pedida por %s desde %s (tarea %s)", request.user.email, record.file_name, job.pk)
+        return _job_accepted(request, job, RESTORE_QUEUED_MESSAGE)
+
+
+class BackupJobListView(APIView):
+    """This clinic's recent jobs (backups, restores...), newest first."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(responses={200: BackupJobSerializer(many=True), **CLINIC_ADMIN_ERRORS})
+    def get(self, request):
+        return Response(BackupJobSerializer(jobs_recent(), many=True).data)
+
+
+class BackupJobDetailView(APIView):
+    """One of this clinic's jobs: status, progress, error, result."""
+
+    permission_classes = [permissions.IsAuthenticated, IsClinicAdmin]
+
+    @extend_schema(
+        responses={
+            200: BackupJobSerializer,
+            **CLINIC_ADMIN_ERRORS,
+            404: error_response("No hay una tarea con ese id en esta clínica."),
         }
-        return Response(body, status=status.HTTP_200_OK)
+    )
+    def get(self, request, pk: int):
+        job = BackupJob.objects.select_related("requested_by", "backup__created_by", "restore").get(pk=pk)
+        return Response(BackupJobSerializer(job).data)

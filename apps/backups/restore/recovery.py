@@ -21,6 +21,7 @@ from django_tenants.utils import schema_context, schema_exists
 from apps.backups.engine import crypto
 from apps.backups.engine.naming import MANIFEST_SUFFIX, validate_schema_name
 from apps.backups.engine.pipeline import open_plain
+from apps.backups.engine.progress import Progress, chunks_counted
 from apps.backups.errors import BackupError, RestoreError
 from apps.backups.locking import clinic_lock
 from apps.backups.models import BackupRecord, BackupRestore
@@ -85,7 +86,15 @@ def _clinic_ensure(manifest: dict) -> Clinic:
     return clinic
 
 
-def clinic_recover_from_storage(*, schema_name: str, file_name: str | None = None) -> BackupRestore:
+def _manifest_progress_start(manifest: dict, progress: Progress | None) -> None:
+    if progress is not None:
+        rows = sum(manifest.get("row_counts", {}).values())
+        progress("verifying", bytes_done=0, bytes_total=manifest["plain"]["size"], rows_done=0, rows_total=rows)
+
+
+def clinic_recover_from_storage(
+    *, schema_name: str, file_name: str | None = None, progress: Progress | None = None
+) -> BackupRestore:
     """Restore a clinic from the bucket alone: the named backup or the newest,
     recreating the clinic row and domains if the database lost them, then
     rebuilding the backup history from the manifests."""
@@ -100,9 +109,12 @@ def clinic_recover_from_storage(*, schema_name: str, file_name: str | None = Non
 
     @contextmanager
     def open_source():
+        _manifest_progress_start(manifest, progress)
         with _source_from_manifest(manifest, storage) as chunks:
             yield DumpSource(
-                format=manifest["format"], chunks=chunks, pg_dump_version=manifest.get("pg_dump_version") or ""
+                format=manifest["format"],
+                chunks=chunks_counted(chunks, progress),
+                pg_dump_version=manifest.get("pg_dump_version") or "",
             )
 
     with clinic_lock(schema_name=schema_name, operation="recovery") as lock:
@@ -112,8 +124,15 @@ def clinic_recover_from_storage(*, schema_name: str, file_name: str | None = Non
             source=BackupRestore.Source.DISASTER_RECOVERY, backup_file_name=manifest["backup"]["file_name"]
         )
         restored = restore_from_source(
-            clinic=clinic, lock=lock, open_source=open_source, restore=restore, keep_history_from_live=had_schema
+            clinic=clinic,
+            lock=lock,
+            open_source=open_source,
+            restore=restore,
+            keep_history_from_live=had_schema,
+            progress=progress,
         )
+        if progress is not None:
+            progress("history")
         backup_history_rebuild(clinic=clinic, storage=storage)
     return restored
 
@@ -173,7 +192,7 @@ class DrillResult:
     error: str = ""
 
 
-def restore_drill(*, clinic: Clinic) -> DrillResult:
+def restore_drill(*, clinic: Clinic, progress: Progress | None = None) -> DrillResult:
     """Restore the clinic's newest backup into a scratch schema, compare per-table
     row counts with its manifest, drop the scratch schema. The live clinic is
     not changed (the SQL replay only parks it inside a transaction).
@@ -182,10 +201,10 @@ def restore_drill(*, clinic: Clinic) -> DrillResult:
     ``ClinicBusyError`` at once if a backup, restore or recovery is running.
     Other failures are in the result."""
     with clinic_lock(schema_name=clinic.schema_name, operation="drill"):
-        return _drill(clinic)
+        return _drill(clinic, progress)
 
 
-def _drill(clinic: Clinic) -> DrillResult:
+def _drill(clinic: Clinic, progress: Progress | None) -> DrillResult:
     result = DrillResult(schema_name=clinic.schema_name)
     storage = get_backup_storage()
     try:
@@ -201,15 +220,22 @@ def _drill(clinic: Clinic) -> DrillResult:
     manifest = manifests[-1]
     result.file_name = manifest["backup"]["file_name"]
     scratch = side_schema_name(clinic.schema_name, DRILL_MARK, timezone.now(), unique=True)
+    _manifest_progress_start(manifest, progress)
     try:
         with _source_from_manifest(manifest, storage) as chunks:
             source = DumpSource(
-                format=manifest["format"], chunks=chunks, pg_dump_version=manifest.get("pg_dump_version") or ""
+                format=manifest["format"],
+                chunks=chunks_counted(chunks, progress),
+                pg_dump_version=manifest.get("pg_dump_version") or "",
             )
+            if progress is not None:
+                progress("loading")
             if source.format == "sql":
                 incoming_load_sql(schema_name=clinic.schema_name, incoming=scratch, source=source)
             else:
                 incoming_load_json(incoming=scratch, source=source)
+        if progress is not None:
+            progress("comparing")
         counted = _row_counts(scratch)
         expected = manifest["row_counts"]
         if source.format == "json":  # JSON carries the data apps only

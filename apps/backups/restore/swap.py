@@ -45,6 +45,7 @@ from django_tenants.utils import schema_context, schema_exists
 
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.engine.pg_clients import find_client, server_major
+from apps.backups.engine.progress import Progress, chunks_counted, progress_noop
 from apps.backups.engine.psql import psql_run
 from apps.backups.errors import (
     BackupError,
@@ -54,7 +55,7 @@ from apps.backups.errors import (
     size_text,
 )
 from apps.backups.locking import ClinicLock, clinic_lock
-from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
+from apps.backups.models import BackupDownload, BackupJob, BackupRecord, BackupRestore
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ _LEFTOVER_RE = re.compile(
     r"^(?P<schema>[a-z_][a-z0-9_]*?)(?P<mark>_in_|_prev_|_park_|_drill_)(?P<stamp>\d{14})(?:_[0-9a-f]{4})?$"
 )
 # History is the clinic's record of backups and of sign-ins (django-axes' logs, an
-# audit trail): it survives any restore.
-HISTORY_MODELS = (BackupRecord, BackupDownload, BackupRestore, AccessLog, AccessFailureLog)
+# audit trail): it survives any restore. Jobs too (after the records they point
+# at): a restore job's own row must outlive its swap.
+HISTORY_MODELS = (BackupRecord, BackupDownload, BackupRestore, BackupJob, AccessLog, AccessFailureLog)
 USER_COLUMNS = {"created_by_id", "user_id", "requested_by_id"}
 
 
@@ -282,10 +284,17 @@ SourceOpener = Callable[[], AbstractContextManager[DumpSource]]
 
 
 def restore_from_source(
-    *, clinic, lock: ClinicLock, open_source: SourceOpener, restore: BackupRestore, keep_history_from_live: bool = True
+    *,
+    clinic,
+    lock: ClinicLock,
+    open_source: SourceOpener,
+    restore: BackupRestore,
+    keep_history_from_live: bool = True,
+    progress: Progress | None = None,
 ) -> BackupRestore:
     """Open the source (stored checksum first), load it beside the live clinic,
     migrate forward and swap in, holding ``lock`` (the clinic's, exclusive).
+    ``progress`` hears the phases (the opener counts the bytes of its source).
 
     On any failure — opening the source (a checksum, a missing object or key)
     included — the live clinic is untouched, the failure is recorded in its
@@ -295,10 +304,13 @@ def restore_from_source(
     schema_name = validate_schema_name(clinic.schema_name)
     incoming = side_schema_name(schema_name, INCOMING_MARK, timezone.now(), unique=True)
     started = timezone.now()
+    report = progress or progress_noop
     try:
         with open_source() as source:
+            report("loading")
             if source.format == "sql":
                 incoming_load_sql(schema_name=schema_name, incoming=incoming, source=source)
+                report("migrating")
                 migrate_forward(incoming)
             elif source.format == "json":
                 incoming_load_json(incoming=incoming, source=source)
@@ -306,6 +318,7 @@ def restore_from_source(
                 raise RestoreError(f"Formato de backup desconocido: {source.format!r}")
         lock.ensure_held()
         restore.started_at = started
+        report("swapping")
         restored = swap_in(
             schema_name=schema_name,
             incoming=incoming,
@@ -408,45 +421,52 @@ def restore_leftover_schemas_drop(*, older_than: datetime | None = None, dry_run
 # Entry points ---------------------------------------------------------------------------
 
 
-def backup_restore(*, clinic, record: BackupRecord, user=None) -> BackupRestore:
+def backup_restore(
+    *,
+    clinic,
+    record: BackupRecord,
+    user=None,
+    progress: Progress | None = None,
+    uploaded_file_name: str = "",
+    uploaded_sha256: str = "",
+) -> BackupRestore:
     """Restore ``clinic`` from one of its own succeeded backups (stored checksum
-    verified before anything runs). ``ClinicBusyError`` at once if a backup,
-    restore, drill or recovery of the clinic is running."""
+    verified before anything runs). ``uploaded_*``: the restore was asked with an
+    uploaded file identical to this backup (``upload_backup_match``).
+    ``progress`` hears the phases and the plain bytes replayed of the backup's size.
+    ``ClinicBusyError`` at once if a backup, restore, drill or recovery of the
+    clinic is running."""
     from apps.backups.services import backup_open_plain
 
     restore = BackupRestore(
-        source=BackupRestore.Source.BACKUP, backup=record, backup_file_name=record.file_name, requested_by=user
+        source=BackupRestore.Source.UPLOAD if uploaded_sha256 else BackupRestore.Source.BACKUP,
+        backup=record,
+        backup_file_name=record.file_name,
+        uploaded_file_name=uploaded_file_name[:255],
+        uploaded_sha256=uploaded_sha256,
+        requested_by=user,
     )
 
     @contextmanager
     def open_source() -> Iterator[DumpSource]:
+        if progress is not None:
+            progress("verifying", bytes_done=0, bytes_total=record.file_size)
         with backup_open_plain(record=record) as chunks:
-            yield DumpSource(format=record.format, chunks=chunks, pg_dump_version=record.pg_dump_version)
+            yield DumpSource(
+                format=record.format, chunks=chunks_counted(chunks, progress), pg_dump_version=record.pg_dump_version
+            )
 
     with clinic_lock(schema_name=clinic.schema_name, operation="restore") as lock:
-        return restore_from_source(clinic=clinic, lock=lock, open_source=open_source, restore=restore)
+        return restore_from_source(
+            clinic=clinic, lock=lock, open_source=open_source, restore=restore, progress=progress
+        )
 
 
 def upload_restore(*, clinic, uploaded_file, user=None) -> BackupRestore:
-    """Restore from an uploaded ``.sql``/``.json`` only if this system produced it
-    for this clinic: its SHA-256 must be that of one of the clinic's succeeded
-    backups. Anything else is refused before a single statement runs."""
-    if uploaded_file.size > settings.MAX_RESTORE_UPLOAD_SIZE:
-        raise RestoreError(_too_large_message())
-    digest = hashlib.sha256()
-    for chunk in uploaded_file.chunks():
-        digest.update(chunk)
-    sha256 = digest.hexdigest()
-    with schema_context(clinic.schema_name):
-        record = (
-            BackupRecord.objects.filter(plain_sha256=sha256, status=BackupRecord.Status.SUCCEEDED)
-            .order_by("-created_at")
-            .first()
-        )
-    if record is None:
-        raise RestoreError(
-            "El archivo no corresponde a ningún backup de esta clínica (o fue modificado): no se restauró nada."
-        )
+    """Restore, in this process, from an uploaded ``.sql``/``.json`` only if this
+    system produced it for this clinic (``upload_backup_match``): anything else
+    is refused before a single statement runs. (The API queues a job instead.)"""
+    record, sha256 = upload_backup_match(clinic=clinic, uploaded_file=uploaded_file)
     restore = BackupRestore(
         source=BackupRestore.Source.UPLOAD,
         backup=record,
@@ -463,6 +483,30 @@ def upload_restore(*, clinic, uploaded_file, user=None) -> BackupRestore:
 
     with clinic_lock(schema_name=clinic.schema_name, operation="restore") as lock:
         return restore_from_source(clinic=clinic, lock=lock, open_source=open_source, restore=restore)
+
+
+def upload_backup_match(*, clinic, uploaded_file) -> tuple[BackupRecord, str]:
+    """The clinic's succeeded backup whose plain SHA-256 the upload has, and that
+    SHA-256; ``RestoreError`` when there is none (another clinic's backup, an
+    edited byte, hand-written SQL). Byte for byte the same dump as the stored
+    backup, so a job can restore from the stored object instead of the upload."""
+    if uploaded_file.size > settings.MAX_RESTORE_UPLOAD_SIZE:
+        raise RestoreError(_too_large_message())
+    digest = hashlib.sha256()
+    for chunk in uploaded_file.chunks():
+        digest.update(chunk)
+    sha256 = digest.hexdigest()
+    with schema_context(clinic.schema_name):
+        record = (
+            BackupRecord.objects.filter(plain_sha256=sha256, status=BackupRecord.Status.SUCCEEDED)
+            .order_by("-created_at")
+            .first()
+        )
+    if record is None:
+        raise RestoreError(
+            "El archivo no corresponde a ningún backup de esta clínica (o fue modificado): no se restauró nada."
+        )
+    return record, sha256
 
 
 def _too_large_message() -> str:

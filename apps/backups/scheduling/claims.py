@@ -47,13 +47,25 @@ WHERE id = %(id)s AND worker = %(worker)s AND status = 'running'
 """
 
 
+_TAKE_OVER_SQL = """
+UPDATE tenants_scheduledbackupclaim
+SET worker = %(worker)s, lease_until = now() + make_interval(secs => %(lease)s),
+    attempts = attempts + CASE WHEN worker LIKE 'queued:%%' THEN 0 ELSE 1 END
+WHERE id = %(id)s AND status = 'running' AND (worker LIKE 'queued:%%' OR lease_until < now())
+RETURNING id
+"""
+
+QUEUED_PREFIX = "queued:"
+
+
 def worker_name() -> str:
     """Who holds a claim: host, process and thread (several workers per process)."""
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:120]
 
 
-def slot_claim(*, clinic_id: int, slot: str, now: datetime, worker: str) -> int | None:
-    """Take the slot for this worker; the claim's id, or None when another worker has or had it."""
+def slot_claim(*, clinic_id: int, slot: str, now: datetime, worker: str, lease: int | None = None) -> int | None:
+    """Take the slot for this worker; the claim's id, or None when another worker has or had it.
+    ``lease``: seconds before another run may take it over (``BACKUP_SCHEDULE_LEASE_SECONDS``)."""
     with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL,
@@ -61,12 +73,24 @@ def slot_claim(*, clinic_id: int, slot: str, now: datetime, worker: str) -> int 
                 "clinic_id": clinic_id,
                 "slot": slot,
                 "worker": worker,
-                "lease": settings.BACKUP_SCHEDULE_LEASE_SECONDS,
+                "lease": lease or settings.BACKUP_SCHEDULE_LEASE_SECONDS,
                 "now": now,
             },
         )
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def slot_take_over(*, claim_id: int, worker: str) -> bool:
+    """A queue worker takes a slot the scheduler claimed and enqueued (``queued:…``
+    holder), or one whose worker died (lease expired). False when the slot is
+    done, or another live worker has it: a message delivered twice (a worker
+    killed, the scheduler enqueueing again) runs the backup once."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _TAKE_OVER_SQL, {"id": claim_id, "worker": worker, "lease": settings.BACKUP_SCHEDULE_LEASE_SECONDS}
+        )
+        return cursor.fetchone() is not None
 
 
 def slot_release(*, claim_id: int) -> None:

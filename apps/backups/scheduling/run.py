@@ -22,6 +22,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.engine.progress import Progress
 from apps.backups.errors import BackupError, BackupInterruptedError, ClinicBusyError, ScheduleInFutureError
 from apps.backups.interrupts import stop_requested
 from apps.backups.models import BackupRecord
@@ -111,6 +112,20 @@ def scheduled_backup_perform(*, due: DueBackup, now: datetime, on_start: OnStart
     if claim_id is None:
         logger.debug("%s: el turno %s lo tiene otro proceso.", due.name, due.slot)
         return ScheduledOutcome(due=due, status="skipped", error="Otro proceso ya tiene este turno.")
+    return claimed_backup_perform(due=due, now=now, claim_id=claim_id, worker=worker, on_start=on_start)
+
+
+def claimed_backup_perform(
+    *,
+    due: DueBackup,
+    now: datetime,
+    claim_id: int,
+    worker: str,
+    on_start: OnStart | None = None,
+    progress: Progress | None = None,
+) -> ScheduledOutcome:
+    """Back up a clinic whose slot this worker holds (claimed here, or taken over
+    from the queue: ``apps.backups.jobs``), keeping the claim's lease alive meanwhile."""
     with LeaseKeeper(claim_id=claim_id, worker=worker):
         clinic = Clinic.objects.filter(pk=due.clinic_id).first()
         if clinic is None or _still_due_slot(clinic, now) != due.slot:
@@ -121,7 +136,7 @@ def scheduled_backup_perform(*, due: DueBackup, now: datetime, on_start: OnStart
             if on_start:
                 on_start(due)
             try:
-                record = backup_create(clinic=clinic, backup_type="automatic")
+                record = backup_create(clinic=clinic, backup_type="automatic", progress=progress)
             except (BackupInterruptedError, ClinicBusyError) as error:
                 # Stopping, or a restore/drill/recovery holds the clinic: not the clinic's
                 # fault, so no back-off; the slot is given back and the next run takes it.

@@ -9,7 +9,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.services import backup_create, backup_open_plain
-from tests.backups.restore.test_swap import RESTORE_URL, change_clinic_data, schemas
+from tests.backups.restore.test_swap import RESTORE_URL, change_clinic_data, job_after, schemas
 from tests.support.database import table_hashes
 
 PWNED = Path("/tmp/psicoadmin-pwned")
@@ -42,7 +42,8 @@ def test_the_clinics_own_downloaded_backup_is_restored(committed, alfa_dump):
     before = table_hashes("alfa")
     change_clinic_data("alfa")
     response = upload(committed["alfa"].admin_client(), record.file_name, dump)
-    assert response.status_code == 200, response.content
+    assert response.status_code == 202, response.content
+    assert job_after(response, "alfa").status == "succeeded"
     assert table_hashes("alfa") == before
     with schema_context("alfa"):
         restore = BackupRestore.objects.get()

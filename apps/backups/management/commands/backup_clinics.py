@@ -2,6 +2,7 @@ from django.core.management.base import CommandError
 
 from apps.backups.errors import BackupError
 from apps.backups.interrupts import stop_on_sigterm, stop_requested
+from apps.backups.management.commands._progress import command_progress
 from apps.backups.management.spanish import SpanishCommand
 from apps.backups.services import backup_create
 from apps.backups.storage import get_backup_storage
@@ -44,7 +45,8 @@ class Command(SpanishCommand):
     def _backup(self, clinic, label: str) -> bool:
         self.stdout.write(f"📦 Iniciando backup para: {clinic.name}...")
         try:
-            record = backup_create(clinic=clinic, backup_type="manual")
+            with command_progress(self, clinic.schema_name) as progress:
+                record = backup_create(clinic=clinic, backup_type="manual", progress=progress)
         except BackupError as error:
             self.stderr.write(f"   -> Error: {error}")
             return False

@@ -2,6 +2,7 @@ from django.core.management.base import CommandError
 from django_tenants.utils import schema_context
 
 from apps.backups.errors import BackupError
+from apps.backups.management.commands._progress import command_progress
 from apps.backups.management.spanish import SpanishCommand
 from apps.backups.models import BackupRecord
 from apps.backups.restore.swap import backup_restore
@@ -26,7 +27,8 @@ class Command(SpanishCommand):
             with schema_context(target.schema_name):
                 record = backup_get_available(backup_id=backup_id)
             self.stdout.write(f"♻️  Restaurando {target.name} desde {record.file_name}...")
-            restore = backup_restore(clinic=target, record=record)
+            with command_progress(self, target.schema_name) as progress:
+                restore = backup_restore(clinic=target, record=record, progress=progress)
         except BackupRecord.DoesNotExist:
             raise CommandError(f"La clínica {clinic} no tiene un backup con ID {backup_id}.") from None
         except BackupError as error:

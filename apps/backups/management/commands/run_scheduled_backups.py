@@ -1,5 +1,6 @@
 import threading
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from apps.backups.errors import ScheduleInFutureError
@@ -28,12 +29,20 @@ class Command(SpanishCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Muestra qué clínicas se respaldarían, sin hacer ni anotar nada."
         )
+        parser.add_argument(
+            "--inline",
+            action="store_true",
+            help="Hacer los backups en este proceso aunque haya un broker de Celery configurado.",
+        )
 
-    def handle(self, *args, workers: int, now: str | None, dry_run: bool, **options):
+    def handle(self, *args, workers: int, now: str | None, dry_run: bool, inline: bool = False, **options):
         if workers < 1:
             raise CommandError("--workers debe ser 1 o más.")
         if dry_run:
             self._preview(parse_now(now))
+            return
+        if settings.CELERY_BROKER_CONFIGURED and not inline:
+            self._enqueue(now)
             return
         label = get_backup_storage().label
         lock = threading.Lock()
@@ -93,3 +102,16 @@ class Command(SpanishCommand):
         for item in due:
             self.stdout.write(f"   Se respaldaría: {item.name} ({item.schema_name}), turno {item.slot}")
         self.stdout.write(f"✅ {len(due)} clínica(s) tocan backup.")
+
+    def _enqueue(self, now: str | None) -> None:
+        """With a broker: claim the due slots and leave the backups to the workers."""
+        from apps.backups.jobs.services import scheduled_backups_enqueue
+
+        self.stdout.write("⏳ Verificando backups programados...")
+        try:
+            enqueued = scheduled_backups_enqueue(now=parse_now(now))
+        except ScheduleInFutureError as error:
+            raise CommandError(str(error)) from None
+        for item in enqueued:
+            self.stdout.write(f"📨 En cola: {item.clinic_name} (tarea {item.job_id})")
+        self.stdout.write(f"✅ {len(enqueued)} backup(s) en cola para los workers.")
