@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+import redis
 from django.db import connection, connections
 from django.test.utils import setup_databases, teardown_databases
 from django.utils import timezone
@@ -30,6 +31,9 @@ from apps.tenants.demo_data import demo_data_generate
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_create
 from apps.users.models import User
+from config import embedded_redis
+from tests.support.celery_workers import celery_app_using
+from tests.support.processes import subprocess_env
 
 PASSWORD = "clave-de-prueba-123"
 
@@ -130,3 +134,37 @@ def backup_settings(settings, tmp_path):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.CELERY_BROKER_CONFIGURED = False
     return settings
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The project-local Redis (``config/embedded_redis.py``: ``EMBEDDED_REDIS_PORT``,
+    files in ``.data/redis/``), started if needed as ``make serve`` starts it and
+    left running like the embedded PostgreSQL (``make db-stop`` stops both). The
+    tests use its database 15, emptied before each test that uses it, so jobs a
+    developer queued (database 0) are left alone."""
+    data_dir, port = embedded_redis.configured_location()
+    return embedded_redis.ensure_running(data_dir, port).rsplit("/", 1)[0] + "/15"
+
+
+@pytest.fixture
+def broker(settings, redis_url) -> str:
+    """This test sends its jobs to the real broker (not run in its own process)."""
+    redis.Redis.from_url(redis_url).flushdb()
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_CONFIGURED = True
+    settings.CELERY_BROKER_URL = redis_url
+    settings.CELERY_RESULT_BACKEND = redis_url
+    with celery_app_using(redis_url):
+        yield redis_url
+
+
+@pytest.fixture
+def worker_env(broker, tmp_path) -> dict[str, str]:
+    """Environment of worker (and web) processes: the test database, bucket and broker."""
+    return subprocess_env(tmp_path) | {
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": broker,
+        "BACKUP_JOB_RESTORE_INTERVAL": "1",
+        "LOG_LEVEL": "INFO",
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import wraps
 
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -81,6 +81,40 @@ def clinic_admin_page(view):
                     f"Tu cuenta ({request.user.email}) no tiene ese permiso."
                 ),
             )
+        with timezone.override(clinic.time_zone):
+            return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def clinic_admin_json(view):
+    """``clinic_admin_page`` for the page's JSON reads: refusals are JSON too.
+
+    A session ended by a restore says so (``session_ended_by_restore``): the job
+    page polling a restore learns from it that the restore finished (a restore
+    ends sessions only when it succeeds) and asks to sign in again."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        clinic = getattr(request, "tenant", None)
+        if clinic is None or clinic.schema_name == settings.PUBLIC_SCHEMA_NAME:
+            raise Http404
+        if not request.user.is_authenticated:
+            ended_by_restore = request.session_ended == ENDED_BY_RESTORE
+            message = (
+                "La clínica se restauró y las sesiones anteriores se cerraron: vuelve a iniciar sesión."
+                if ended_by_restore
+                else "Inicia sesión con tu cuenta de esta clínica."
+            )
+            body = {
+                "error": message,
+                "session_ended_by_restore": ended_by_restore,
+                "sign_in_url": reverse("backups_page:sign_in")
+                + ("?" + urlencode({"motivo": "restauracion"}) if ended_by_restore else ""),
+            }
+            return JsonResponse(body, status=401)
+        if request.user.role != User.Role.CLINIC_ADMIN:
+            return JsonResponse({"error": "Solo el administrador de la clínica puede ver las tareas."}, status=403)
         with timezone.override(clinic.time_zone):
             return view(request, *args, **kwargs)
 

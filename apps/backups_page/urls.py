@@ -14,4 +14,6 @@ urlpatterns = [
     path("<int:pk>/descargar/", views.download, name="download"),
     path("<int:pk>/restaurar/", views.restore_confirm, name="restore"),
     path("<int:pk>/eliminar/", views.delete_confirm, name="delete"),
+    path("tareas/<int:pk>/", views.job_page, name="job"),
+    path("tareas/<int:pk>/estado/", views.job_status, name="job_status"),
 ]

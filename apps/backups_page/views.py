@@ -2,8 +2,14 @@
 
 Thin views over the same services as the API: ``backup_create``,
 ``backup_download_response``, ``backup_restore``/``upload_restore``,
-``manual_backup_delete``, ``clinic_backup_config_update``. Create and restore
-run in the request (the form shows a busy state while they do).
+``manual_backup_delete``, ``clinic_backup_config_update``.
+
+Create and restore: with a broker configured (``CELERY_BROKER_URL``; ``make
+serve`` sets it to the project-local Redis) they are jobs (``apps.backups.jobs``)
+and the page goes to the job's own page, which shows its progress live (it polls
+``tareas/<id>/estado/``, the API's job shape; without JavaScript the page
+reloads itself). Without a broker they run in the request, the form showing a
+busy state while they do.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from django.contrib.auth import logout
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,13 +32,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_tenants.utils import tenant_context
 
 from apps.backups.api.responses import backup_download_response
+from apps.backups.api.serializers import BackupJobSerializer
 from apps.backups.errors import BackupError
+from apps.backups.jobs.models import BackupJob
+from apps.backups.jobs.progress import PHASE_LABELS
+from apps.backups.jobs.services import backup_job_start, restore_job_start
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
-from apps.backups.restore.swap import backup_restore, upload_restore, upload_size_check
+from apps.backups.restore.swap import backup_restore, upload_backup_match, upload_restore, upload_size_check
 from apps.backups.scheduling.selectors import clinic_next_backup_at
 from apps.backups.services import backup_create, backup_get_available, manual_backup_delete, newest_good_backup_id
 from apps.backups.storage import get_backup_storage
-from apps.backups_page.access import clinic_admin_page, refusal
+from apps.backups_page.access import clinic_admin_json, clinic_admin_page, refusal
 from apps.backups_page.forms import (
     DestructiveConfirmForm,
     RestoreConfirmForm,
@@ -49,6 +59,11 @@ CONFIG_ERROR = "El sistema de backups no está bien configurado; avisa al operad
 
 def _error_text(error: Exception) -> str:
     return CONFIG_ERROR if isinstance(error, ImproperlyConfigured) else str(error)
+
+
+def jobs_enabled() -> bool:
+    """Long operations go through the job queue: a broker is configured."""
+    return settings.CELERY_BROKER_CONFIGURED
 
 
 def _record_or_404(pk: int) -> BackupRecord:
@@ -101,6 +116,10 @@ def _index_context(request, *, schedule_form: ScheduleForm | None = None) -> dic
         "restores": BackupRestore.objects.select_related("requested_by")[:RECENT_ROWS],
         "downloads": BackupDownload.objects.select_related("user", "backup")[:RECENT_ROWS],
         "keep_days": settings.BACKUP_RESTORE_KEEP_DAYS,
+        "jobs_enabled": jobs_enabled(),
+        "active_jobs": BackupJob.objects.select_related("requested_by").filter(
+            status__in=[BackupJob.Status.QUEUED, BackupJob.Status.RUNNING]
+        )[:RECENT_ROWS],
     }
 
 
@@ -113,6 +132,13 @@ def index(request):
 @require_POST
 @clinic_admin_page
 def create(request):
+    if jobs_enabled():
+        try:
+            job = backup_job_start(clinic=request.tenant, user=request.user, max_size=settings.MAX_BACKUP_SIZE)
+        except (BackupError, ImproperlyConfigured) as error:
+            messages.error(request, f"El backup no se pudo crear: {_error_text(error)}")
+            return redirect("backups_page:index")
+        return redirect("backups_page:job", pk=job.pk)
     try:
         record = backup_create(
             clinic=request.tenant, backup_type="manual", user=request.user, max_size=settings.MAX_BACKUP_SIZE
@@ -181,7 +207,15 @@ def restore_confirm(request, pk: int):
     form = RestoreConfirmForm(request.POST or None, request=request)
     status = 200
     if request.method == "POST":
-        if form.is_valid():
+        if form.is_valid() and jobs_enabled():
+            try:
+                job = restore_job_start(clinic=request.tenant, record=record, user=request.user)
+            except (BackupError, ImproperlyConfigured) as error:
+                form.add_error(None, f"No se restauró nada: {_error_text(error)}")
+            else:
+                logger.info("Restauración pedida desde la página por %s (%s)", request.user.email, record.file_name)
+                return redirect("backups_page:job", pk=job.pk)
+        elif form.is_valid():
             try:
                 restore = _restore_run(
                     request, lambda: backup_restore(clinic=request.tenant, record=record, user=request.user)
@@ -213,7 +247,24 @@ def restore_upload(request):
             if rejected is not None:
                 return rejected
             form = UploadRestoreForm(request.POST, request.FILES, request=request)
-            if form.is_valid():
+            if form.is_valid() and jobs_enabled():
+                uploaded = form.cleaned_data["file"]
+                try:
+                    # Checked here; the worker restores from the stored backup it is identical to.
+                    record, sha256 = upload_backup_match(clinic=request.tenant, uploaded_file=uploaded)
+                    job = restore_job_start(
+                        clinic=request.tenant,
+                        record=record,
+                        user=request.user,
+                        uploaded_file_name=uploaded.name or "",
+                        uploaded_sha256=sha256,
+                    )
+                except (BackupError, ImproperlyConfigured) as error:
+                    form.add_error(None, f"No se restauró nada: {_error_text(error)}")
+                else:
+                    logger.info("Restauración pedida desde un archivo por %s (%s)", request.user.email, uploaded.name)
+                    return redirect("backups_page:job", pk=job.pk)
+            elif form.is_valid():
                 uploaded = form.cleaned_data["file"]
                 try:
                     restore = _restore_run(
@@ -256,6 +307,57 @@ def delete_confirm(request, pk: int):
         status = 400
     context = {"clinic": request.tenant, "record": record, "form": form}
     return render(request, "backups_page/delete_confirm.html", context, status=status)
+
+
+TITLES = {
+    BackupJob.Kind.BACKUP: "Backup de la clínica",
+    BackupJob.Kind.RESTORE: "Restauración de la clínica",
+    BackupJob.Kind.DRILL: "Simulacro de restauración",
+    BackupJob.Kind.RECOVERY: "Recuperación desde el almacenamiento",
+}
+
+
+def _job_or_404(pk: int) -> BackupJob:
+    try:
+        return BackupJob.objects.select_related("requested_by", "backup__created_by", "restore").get(pk=pk)
+    except BackupJob.DoesNotExist:
+        raise Http404("No hay una tarea con ese id en esta clínica.") from None
+
+
+def job_state(job: BackupJob) -> dict:
+    """The job as the API shows it (``GET /api/backups/jobs/<id>/``), with its
+    status and phase in words for the page."""
+    return {
+        **BackupJobSerializer(job).data,
+        "status_label": job.get_status_display(),
+        "phase_label": PHASE_LABELS.get(job.phase, job.phase),
+    }
+
+
+@require_GET
+@clinic_admin_page
+def job_page(request, pk: int):
+    """A job's page: its progress, live (``page.js`` polls ``job_status``)."""
+    job = _job_or_404(pk)
+    context = {
+        "clinic": request.tenant,
+        "job": job,
+        "state": job_state(job),
+        "title": TITLES.get(job.kind, "Tarea"),
+        "keep_days": settings.BACKUP_RESTORE_KEEP_DAYS,
+    }
+    return render(request, "backups_page/job.html", context)
+
+
+@require_GET
+@clinic_admin_json
+def job_status(request, pk: int):
+    """The job's state as JSON, for the job page's polling."""
+    try:
+        job = BackupJob.objects.select_related("requested_by", "backup__created_by", "restore").get(pk=pk)
+    except BackupJob.DoesNotExist:
+        return JsonResponse({"error": "No encontrado."}, status=404)
+    return JsonResponse(job_state(job))
 
 
 def csrf_failure(request, reason: str = ""):

@@ -1,7 +1,6 @@
-"""A real Redis and real Celery worker processes for the job tests.
+"""Real Celery worker processes for the job tests (the broker is the project-local
+Redis: the ``redis_url`` and ``broker`` fixtures of ``tests/conftest.py``).
 
-``redis_running()`` starts Debian's ``redis-server`` on a free loopback port
-(never the machine's 6379) with its files in a temporary folder, and stops it.
 ``WorkerProcess`` is ``celery -A config.celery worker --pool solo``: one process
 that runs one task at a time in itself, so ``kill -9`` of it is the death of
 the worker in the middle of its task. Workers get the test database and
@@ -11,12 +10,9 @@ bucket through ``subprocess_env``.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,70 +21,6 @@ from pathlib import Path
 
 import redis
 from django.conf import settings
-
-from config.embedded_redis import redis_server_binary
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def redis_running() -> Iterator[str]:
-    """A throw-away Redis; yields its URL."""
-    folder = Path(tempfile.mkdtemp(prefix="redis-test-"))
-    for _attempt in range(5):
-        port = _free_port()
-        process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dir",
-                str(folder),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        if _wait_ping(url, process):
-            break
-        process.kill()
-        process.wait()
-    else:
-        raise RuntimeError("redis-server did not start")
-    try:
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _wait_ping(url: str, process: subprocess.Popen, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            if redis.Redis.from_url(url, socket_timeout=1).ping():
-                return True
-        except redis.RedisError:
-            time.sleep(0.05)
-    return False
 
 
 def broker_idle(url: str) -> bool:

@@ -22,6 +22,18 @@ from apps.backups.jobs.models import BackupJob
 
 logger = logging.getLogger(__name__)
 FIELDS = ("bytes_done", "bytes_total", "rows_done", "rows_total")
+# The phases the services report, in the operator's and the admin's words.
+PHASE_LABELS = {
+    "": "en espera",
+    "dumping": "volcando",
+    "verifying": "verificando",
+    "loading": "cargando",
+    "migrating": "migrando",
+    "swapping": "activando",
+    "comparing": "comparando",
+    "history": "historial",
+    "done": "terminado",
+}
 
 
 class JobProgress:

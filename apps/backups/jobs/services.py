@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -32,10 +32,10 @@ from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
 from apps.backups.engine.naming import validate_schema_name
-from apps.backups.errors import BackupError, ScheduleInFutureError
+from apps.backups.errors import BackupError, ClinicBusyError, ScheduleInFutureError
 from apps.backups.jobs.models import BackupJob
 from apps.backups.jobs.progress import JobProgress
-from apps.backups.locking import clinic_lock
+from apps.backups.locking import OPERATIONS, clinic_lock
 from apps.backups.models import BackupRecord
 from apps.tenants.models import Clinic
 
@@ -149,16 +149,49 @@ def restore_job_start(
 
 
 def _clinic_free_ensure(schema_name: str, *, operation: str, shared: bool = False) -> None:
-    """Refuse at once (409) what the job would be refused when it starts: the
-    clinic's lock is taken and let go here. The job takes it again to run, so a
-    clinic taken in between still fails the job with the same ``ClinicBusyError``."""
+    """Refuse at once (``ClinicBusyError``, 409), with nothing queued, what the
+    job would be refused when it starts:
+
+    - the clinic's lock is held by another process (a backup, restore, drill or
+      recovery running anywhere): it is tried here and let go at once;
+    - a restore, drill or recovery job of the clinic is already waiting in the
+      queue (it holds nothing yet, but would run beside or right after this one).
+
+    This is the admin's answer, not the exclusion itself: the worker takes the
+    real lock when the job runs (``backup_create``/``backup_restore``/...), so a
+    clinic taken in between still fails the job with the same message."""
     with clinic_lock(schema_name=schema_name, operation=operation, shared=shared):
         pass
+    waiting = _exclusive_job_waiting(schema_name)
+    if waiting is not None:
+        raise ClinicBusyError(
+            f"La clínica {schema_name} está ocupada: hay {OPERATIONS[waiting.kind]} en cola "
+            f"(tarea {waiting.pk}). No se hizo nada; inténtalo de nuevo cuando termine."
+        )
+
+
+def _exclusive_job_waiting(schema_name: str) -> BackupJob | None:
+    """A queued restore, drill or recovery of the clinic, unless queued so long ago
+    (over ``BACKUP_JOB_VISIBILITY_TIMEOUT``) that its message must be lost.
+    A running one holds the lock, which was just tried; one whose worker died
+    holds nothing and is not waited for."""
+    since = timezone.now() - timedelta(seconds=settings.BACKUP_JOB_VISIBILITY_TIMEOUT)
+    with schema_context(schema_name):
+        return (
+            BackupJob.objects.filter(
+                kind__in=[Kind.RESTORE, Kind.DRILL, Kind.RECOVERY], status=Status.QUEUED, created_at__gte=since
+            )
+            .order_by("created_at")
+            .first()
+        )
 
 
 def drill_job_start(*, clinic) -> BackupJob:
+    """A restore drill of ``clinic``, on a worker. ``ClinicBusyError`` at once,
+    nothing queued, while the clinic is held or has a restore, drill or recovery queued."""
     from apps.backups.jobs import tasks
 
+    _clinic_free_ensure(clinic.schema_name, operation="drill")
     job = job_create(clinic=clinic, kind=Kind.DRILL)
     return _enqueue(
         schema_name=clinic.schema_name, job=job, task=tasks.drill_job_task, args=[clinic.schema_name, job.pk]

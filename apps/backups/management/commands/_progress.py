@@ -14,17 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from apps.backups.engine.progress import Progress
+from apps.backups.jobs.progress import PHASE_LABELS
 
 PLAIN_EVERY = 5.0
-PHASES = {
-    "dumping": "volcando",
-    "verifying": "verificando",
-    "loading": "cargando",
-    "migrating": "migrando",
-    "swapping": "activando",
-    "comparing": "comparando",
-    "history": "historial",
-}
+PHASES = PHASE_LABELS
 
 
 def _mb(size: int) -> str:

@@ -36,9 +36,17 @@ class Command(SpanishCommand):
         if in_background:
             from apps.backups.jobs.services import drill_job_start
 
+            refused = 0
             for clinic in clinics:
-                job = drill_job_start(clinic=clinic)
+                try:
+                    job = drill_job_start(clinic=clinic)
+                except BackupError as error:  # busy, or the broker is down: said per clinic
+                    refused += 1
+                    self.stderr.write(f"❌ {clinic.schema_name}: {error}")
+                    continue
                 self.stdout.write(f"📨 {clinic.schema_name}: simulacro en cola (tarea {job.pk}, estado {job.status}).")
+            if refused:
+                raise CommandError(f"{refused} simulacro(s) no se pusieron en cola.")
             return
         failed = 0
         for clinic in clinics:
