@@ -287,6 +287,27 @@ def worker_restore(schema_name: str) -> None:
 # The fleet -------------------------------------------------------------------------------------------
 
 
+def kept_database_open() -> bool:
+    """Point Django at a kept bench database, if there is one, migrating only
+    ``public`` (setup_databases would migrate each of its thousands of schemas)."""
+    import psycopg
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    from apps.backups.engine.pg_clients import libpq_params
+
+    with psycopg.connect(**libpq_params() | {"dbname": "postgres"}) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone():
+            return False
+    for alias in ("default", "backup_reader"):
+        connections[alias].close()
+        settings.DATABASES[alias]["NAME"] = DATABASE_NAME
+        connections[alias].settings_dict["NAME"] = DATABASE_NAME
+    call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+    return True
+
+
 def fleet_grow(template, template_sql: str, target: int, have: int) -> int:
     from apps.tenants.services import clinic_clone
 
@@ -514,7 +535,11 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     # --keep: the database outlives the run, and a later --keep run reuses its clinics
     # (building 5,000 takes most of an hour; a re-measure then takes minutes).
-    config = setup_databases(verbosity=0, interactive=False, keepdb=args.keep, aliases={"default", "backup_reader"})
+    config = (
+        None
+        if args.keep and kept_database_open()
+        else setup_databases(verbosity=0, interactive=False, keepdb=args.keep, aliases={"default", "backup_reader"})
+    )
     try:
         db = settings.DATABASES["default"]
         print(f"database {db['NAME']}, {os.cpu_count()} CPUs", flush=True)
@@ -548,7 +573,7 @@ def main() -> None:
         connection.close()
         if args.keep:
             print(f"database {DATABASE_NAME} kept: drop it with a run without --keep, or DROP DATABASE")
-        else:
+        elif config is not None:
             teardown_databases(config, verbosity=0)
 
 
