@@ -39,11 +39,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"the test server exited: {process.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"the test server exited: {log.read_text(errors='replace')[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -82,16 +82,22 @@ def live_server_url(contract_clinic, tmp_path):
         # Negative tests send wrong passwords by design; the lockout (tested in tests/users) would
         # otherwise refuse the hook's own sign-ins from this address.
         "AUTH_LOCKOUT_FAILURES": "1000000",
+        # Jobs (restores, ?async=true backups) run inside the request that asks for them,
+        # as in the other API tests: the reply is the same 202, and they really run.
+        "CELERY_TASK_ALWAYS_EAGER": "true",
     }
+    # The server's log goes to a file: a pipe nobody reads fills up (64 kB) and then
+    # blocks every request thread on its next log line.
+    log = tmp_path / "runserver.log"
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", "--skip-checks", f"127.0.0.1:{port}"],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("w"),
     )
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, process, log)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
