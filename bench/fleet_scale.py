@@ -1,7 +1,7 @@
 """Fleet-scale benchmark: does a small clinic's backup cost the same with 10 clinics
 in the database as with 5,000?
 
-    .venv/bin/python bench/fleet_scale.py [--sizes 10,1000,5000] [--repeats 5] [--round 1000]
+    .venv/bin/python bench/fleet_scale.py [--sizes 10,1000,5000] [--repeats 5] [--round 1000] [--profile FILE]
 
 Runs in its own database (``BENCH_DATABASE_NAME``, default ``bench_fleet``),
 created, migrated and dropped here, on the configured server (embedded unless
@@ -287,6 +287,27 @@ def worker_restore(schema_name: str) -> None:
 # The fleet -------------------------------------------------------------------------------------------
 
 
+def kept_database_open() -> bool:
+    """Point Django at a kept bench database, if there is one, migrating only
+    ``public`` (setup_databases would migrate each of its thousands of schemas)."""
+    import psycopg
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    from apps.backups.engine.pg_clients import libpq_params
+
+    with psycopg.connect(**libpq_params() | {"dbname": "postgres"}) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone():
+            return False
+    for alias in ("default", "backup_reader"):
+        connections[alias].close()
+        settings.DATABASES[alias]["NAME"] = DATABASE_NAME
+        connections[alias].settings_dict["NAME"] = DATABASE_NAME
+    call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+    return True
+
+
 def fleet_grow(template, template_sql: str, target: int, have: int) -> int:
     from apps.tenants.services import clinic_clone
 
@@ -394,14 +415,28 @@ def measure(size: int, args, environment: dict) -> dict:
     return row
 
 
-def scheduler_round(count: int, environment: dict) -> tuple[float, int, int]:
-    from apps.tenants.models import Clinic
+def scheduler_round(count: int, environment: dict, profile: str | None = None) -> tuple[float, int, int]:
+    """``run_scheduled_backups --workers 2`` over ``count`` due clinics; with
+    ``profile``, ``--workers 1`` under cProfile (written to that path) instead."""
+    from django.db import connection
+
+    from apps.tenants.models import Clinic, ScheduledBackupClaim
 
     names = [f"fleet_{number:05d}" for number in range(1, count + 1)]
-    Clinic.objects.filter(schema_name__in=names).update(backup_schedule="daily")
+    # Due again even in a reused database: no backup yet, and no claim on NOW's slot.
+    ScheduledBackupClaim.objects.filter(clinic__schema_name__in=names).delete()
+    Clinic.objects.filter(schema_name__in=names).update(
+        backup_schedule="daily", last_backup_at=None, backup_failures=0, backup_retry_at=None
+    )
+    with connection.cursor() as cursor:
+        for name in names:  # an earlier round's backups of this slot would be taken as done
+            cursor.execute(f"UPDATE \"{name}\".backups_backuprecord SET schedule_slot = ''")  # noqa: S608
+    command = ["manage.py", "run_scheduled_backups", "--now", NOW.isoformat(), "--workers", "2"]
+    if profile:
+        command = ["-m", "cProfile", "-o", profile, *command[:-1], "1"]
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_scheduled_backups", "--now", NOW.isoformat(), "--workers", "2"],
+        [sys.executable, *command],
         cwd=BASE_DIR,
         env=environment,
         stdout=subprocess.PIPE,
@@ -421,7 +456,7 @@ def fmt(value, pattern: str = "{:.2f}") -> str:
     return "—" if value is None else pattern.format(value)
 
 
-def print_table(rows: list[dict], round_result) -> None:
+def print_table(rows: list[dict], round_result, round_workers: int = 2) -> None:
     print()
     print(
         "| clinics | pg_class rows | ours: backup (median · best) | ours: peak RSS worker + largest child | "
@@ -457,20 +492,27 @@ def print_table(rows: list[dict], round_result) -> None:
     if round_result:
         elapsed, done, rss = round_result
         print(
-            f"run_scheduled_backups --workers 2 at {last['size']:,} clinics: {done} backups in {elapsed:.0f} s "
+            f"run_scheduled_backups --workers {round_workers} at {last['size']:,} clinics: "
+            f"{done} backups in {elapsed:.0f} s "
             f"({elapsed / max(done, 1) * 1000:.0f} ms/clinic), peak RSS {rss / 1024:.0f} MB"
         )
 
 
-def main() -> None:
+def arguments_parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,1000,5000")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--round", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the database (and reuse a kept one)")
+    parser.add_argument("--profile", help="profile the round (--workers 1) with cProfile into this file")
     parser.add_argument("--worker-backup", nargs=2)
     parser.add_argument("--worker-fill")
     parser.add_argument("--worker-restore")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments_parse()
     if args.worker_backup or args.worker_fill or args.worker_restore:
         django_setup(worker=True)
         if args.worker_backup:
@@ -487,10 +529,17 @@ def main() -> None:
     from django.test.utils import setup_databases, teardown_databases
 
     from apps.backups.engine.crypto import identity_file_create
+    from apps.tenants.models import Clinic
     from apps.tenants.services import clinic_create, clinic_template_dump
 
     sizes = [int(size) for size in args.sizes.split(",")]
-    config = setup_databases(verbosity=0, interactive=False, aliases={"default", "backup_reader"})
+    # --keep: the database outlives the run, and a later --keep run reuses its clinics
+    # (building 5,000 takes most of an hour; a re-measure then takes minutes).
+    config = (
+        None
+        if args.keep and kept_database_open()
+        else setup_databases(verbosity=0, interactive=False, keepdb=args.keep, aliases={"default", "backup_reader"})
+    )
     try:
         db = settings.DATABASES["default"]
         print(f"database {db['NAME']}, {os.cpu_count()} CPUs", flush=True)
@@ -506,18 +555,26 @@ def main() -> None:
                 "LOG_LEVEL": "WARNING",
             }
             environment.pop("BACKUP_AGE_RECIPIENTS", None)
-            template = clinic_create(schema_name="fleet_template", name="Plantilla", domain="tpl.bench.localhost")
+            template = Clinic.objects.filter(schema_name="fleet_template").first() or clinic_create(
+                schema_name="fleet_template", name="Plantilla", domain="tpl.bench.localhost"
+            )
             template_sql = clinic_template_dump(template=template)
-            have, rows, round_result = 0, [], None
+            have = Clinic.objects.filter(schema_name__startswith="fleet_").exclude(pk=template.pk).count()
+            if have:
+                print(f"  reusing {have} clinics", flush=True)
+            rows, round_result = [], None
             for size in sizes:
                 have = fleet_grow(template, template_sql, size, have)
                 rows.append(measure(size, args, environment))
             if args.round:
-                round_result = scheduler_round(min(args.round, have - 1), environment)
-            print_table(rows, round_result)
+                round_result = scheduler_round(min(args.round, have - 1), environment, args.profile)
+            print_table(rows, round_result, round_workers=1 if args.profile else 2)
     finally:
         connection.close()
-        teardown_databases(config, verbosity=0)
+        if args.keep:
+            print(f"database {DATABASE_NAME} kept: drop it with a run without --keep, or DROP DATABASE")
+        elif config is not None:
+            teardown_databases(config, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -310,6 +310,8 @@ BACKUP_AGE_IDENTITY_FILE = env_str("BACKUP_AGE_IDENTITY_FILE") or (
 )
 # Restores: how long the schema set aside by a restore (the state before it) is kept.
 BACKUP_RESTORE_KEEP_DAYS = env_int("BACKUP_RESTORE_KEEP_DAYS", 7)
+# The DDL cache: entries no backup has used for this long are removed by cleanup_old_backups.
+BACKUP_DDL_CACHE_KEEP_DAYS = env_int("BACKUP_DDL_CACHE_KEEP_DAYS", 30)
 MAX_RESTORE_UPLOAD_SIZE = env_int("MAX_RESTORE_UPLOAD_SIZE", 200 * 1024 * 1024)
 
 # Automatic backups, retention and monitoring (README: "Automatic backups").

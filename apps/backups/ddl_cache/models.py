@@ -4,6 +4,7 @@ name replaced by a placeholder, as pg_dump wrote it (see apps.backups.engine.ddl
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class SchemaDdl(models.Model):
@@ -21,6 +22,11 @@ class SchemaDdl(models.Model):
         "segundos de obtención", default=0, help_text="Lo que costó obtenerlo con pg_dump."
     )
     created_at = models.DateTimeField("creado", auto_now_add=True)
+    last_used_at = models.DateTimeField(
+        "último uso",
+        default=timezone.now,
+        help_text="Último backup que lo usó (al día): cleanup_old_backups borra los que no se usan.",
+    )
 
     class Meta:
         verbose_name = "DDL de estructura"

@@ -17,7 +17,9 @@ object. Objects of ours that no record references (a lost record), older than
 ``BACKUP_ORPHAN_GRACE_HOURS``, are swept as orphans. Schemas set aside by
 restores (``_prev_``) and those left by interrupted restores or drills
 (``_in_``, ``_park_``, ``_drill_``) are listed, and dropped once older than
-``BACKUP_RESTORE_KEEP_DAYS`` by the restore code's own hook.
+``BACKUP_RESTORE_KEEP_DAYS`` by the restore code's own hook. DDL cache entries no
+backup has used for ``BACKUP_DDL_CACHE_KEEP_DAYS`` (structures left behind by
+migrations or a pg_dump upgrade) are removed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.ddl_cache.store import ddl_cache_delete, ddl_cache_unused
 from apps.backups.engine.naming import MANIFEST_SUFFIX, parse_file_name
 from apps.backups.errors import BackupError
 from apps.backups.models import BackupRecord
@@ -61,6 +64,7 @@ class CleanupReport:
     orphans: list[CleanupItem] = field(default_factory=list)
     schemas: list[CleanupItem] = field(default_factory=list)
     schemas_kept: list[CleanupItem] = field(default_factory=list)  # interrupted restores' leftovers, still young
+    ddl_cache: list[CleanupItem] = field(default_factory=list)  # unused DDL cache entries
     errors: list[str] = field(default_factory=list)
 
 
@@ -119,11 +123,22 @@ def backups_cleanup(*, now: datetime | None = None, dry_run: bool = False) -> Cl
             until = item.created_at + timedelta(days=settings.BACKUP_RESTORE_KEEP_DAYS)
             reason = f"dejado por una restauración interrumpida; se conserva hasta {until:%F %H:%M} UTC"
             report.schemas_kept.append(CleanupItem(item.clinic_prefix, item.name, reason))
+    _ddl_cache_prune(now=now, report=report)
     if not dry_run:
         ScheduledBackupClaim.objects.exclude(status=ScheduledBackupClaim.Status.RUNNING).filter(
             claimed_at__lt=now - timedelta(days=CLAIM_KEEP_DAYS)
         ).delete()
     return report
+
+
+def _ddl_cache_prune(*, now: datetime, report: CleanupReport) -> None:
+    days = settings.BACKUP_DDL_CACHE_KEEP_DAYS
+    unused = ddl_cache_unused(older_than=now - timedelta(days=days))
+    if not report.dry_run:
+        ddl_cache_delete(unused)
+    for entry in unused:
+        reason = f"DDL en caché sin usar desde el {entry.last_used_at:%Y-%m-%d} (más de {days} días)"
+        report.ddl_cache.append(CleanupItem(entry.source_schema, str(entry), reason))
 
 
 def clinic_backups_cleanup(*, clinic: Clinic, storage: BackupStorage, now: datetime, report: CleanupReport) -> None:

@@ -28,13 +28,15 @@ class Command(SpanishCommand):
             self.stdout.write(f"   {verb}: {item.what} ({item.reason})")
         for item in report.schemas:
             self.stdout.write(f"   {verb} el esquema {item.what} ({item.reason})")
+        for item in report.ddl_cache:
+            self.stdout.write(f"   {verb}: {item.what} ({item.reason})")
         for item in report.schemas_kept:
             self.stdout.write(f"   ⚠️  Esquema {item.what} ({item.reason})")
         for error in report.errors:
             self.stderr.write(f"   -> Error: {error}")
         totals = (
             f"{len(report.backups)} backup(s), {len(report.orphans)} objeto(s) huérfano(s), "
-            f"{len(report.schemas)} esquema(s) apartado(s)"
+            f"{len(report.schemas)} esquema(s) apartado(s), {len(report.ddl_cache)} DDL en caché"
         )
         self.stdout.write(f"✅ Limpieza finalizada: {totals}" + (" se borrarían." if dry_run else " borrados."))
         if report.errors:
