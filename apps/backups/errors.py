@@ -48,9 +48,13 @@ class EncryptionError(BackupError):
 
 
 class BackupInterruptedError(BackupError):
-    """The process is stopping (SIGTERM): the backup was abandoned, not broken."""
+    """The process is stopping (SIGTERM, Ctrl-C): the backup was abandoned, not broken."""
 
-    def __init__(self, message: str = "Interrumpido: el proceso recibió SIGTERM."):
+    def __init__(self, message: str | None = None):
+        if message is None:
+            from apps.backups.interrupts import stop_signal_name  # it imports this module
+
+            message = f"Interrumpido: el proceso recibió {stop_signal_name()}."
         super().__init__(message)
 
 

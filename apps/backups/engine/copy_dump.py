@@ -22,33 +22,32 @@ its reason are returned for the manifest and logged.
 
 from __future__ import annotations
 
-import collections
 import io
 import logging
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from django.db import DatabaseError, connections, transaction
 
+from apps.backups.engine.children import Child, child_process
 from apps.backups.engine.ddl import DdlNotTemplatableError, SchemaDdlText, ddl_fill, ddl_render
 from apps.backups.engine.dumpers import CHUNK_SIZE, DUMP_COMPLETE_MARKER, READER_ALIAS, pg_dump_stream
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.engine.pg_clients import PgClient, libpq_environment
+from apps.backups.engine.snapshot import query_cancel
 from apps.backups.engine.structure import SchemaStructure, schema_structure_read, sequence_values_read
 from apps.backups.errors import BackupInterruptedError, DumpError
-from apps.backups.interrupts import child_forget, child_register, stop_requested
+from apps.backups.interrupts import on_stop, stop_requested
 
 logger = logging.getLogger(__name__)
 
 METHOD_COPY = "ddl_cache_copy"
 METHOD_PG_DUMP = "pg_dump"
 APPLICATION_NAME = "psicoadmin-backup-copy"
-STDERR_TAIL_LINES = 20
 COPY_END = "\\.\n\n"  # pg_dump's end of a COPY block; \qecho adds the third newline
 
 
@@ -83,7 +82,11 @@ def _structure_in_snapshot(schema_name: str, snapshot_id: str | None):
     caches stay warm and no connection is opened per backup)."""
     reader = connections[READER_ALIAS]
     try:
-        with transaction.atomic(using=READER_ALIAS), reader.cursor() as cursor:
+        with (
+            transaction.atomic(using=READER_ALIAS),
+            reader.cursor() as cursor,
+            on_stop(lambda: query_cancel(reader.connection)),  # a lock held elsewhere may keep it waiting
+        ):
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             if snapshot_id:
                 cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot_id])
@@ -92,6 +95,8 @@ def _structure_in_snapshot(schema_name: str, snapshot_id: str | None):
             structure = schema_structure_read(cursor, schema_name)
             values = sequence_values_read(cursor, structure) if structure and not structure.unsupported else []
     except DatabaseError as error:
+        if stop_requested():
+            raise BackupInterruptedError from None
         raise DumpError(f"No se pudo leer la estructura de {schema_name}: {str(error).strip()}") from None
     return structure, values
 
@@ -158,14 +163,13 @@ def sequence_set_text(structure: SchemaStructure, values) -> bytes:
 
 class CopyDumpOutput:
     """The whole plain dump as a readable stream: pre-data, psql's output, then
-    sequence values and post-data. A psql failure raises ``DumpError``."""
+    sequence values and post-data. A psql failure raises ``DumpError``
+    (``BackupInterruptedError`` when a stop request ended it)."""
 
-    def __init__(self, *, head: bytes, process: subprocess.Popen, tail: bytes, stderr_tail, reader):
+    def __init__(self, *, head: bytes, child: Child, tail: bytes):
         self._head = io.BytesIO(head)
-        self._process = process
+        self._child = child
         self._tail = io.BytesIO(tail)
-        self._stderr_tail = stderr_tail
-        self._stderr_reader = reader
         self._stage = 0
         self.bytes_read = 0
 
@@ -175,9 +179,9 @@ class CopyDumpOutput:
             if self._stage == 0:
                 data = self._head.read(size)
             elif self._stage == 1:
-                data = self._process.stdout.read(size)
-                if not data:
-                    self._finish()
+                data = self._child.stdout.read(size)
+                if not data and self._child.finish() != 0:
+                    raise self._child.failure("psql (COPY de las filas)")
             elif self._stage == 2:
                 data = self._tail.read(size)
             else:
@@ -187,64 +191,23 @@ class CopyDumpOutput:
                 return data
             self._stage += 1
 
-    def _finish(self) -> None:
-        code = self._process.wait()
-        self._stderr_reader.join()
-        if code != 0 and stop_requested():
-            raise BackupInterruptedError
-        if code != 0:
-            detail = " ".join(line.strip() for line in self._stderr_tail) or "sin mensaje"
-            how = f"terminado por la señal {-code}" if code < 0 else f"código {code}"
-            raise DumpError(f"psql (COPY de las filas) falló ({how}): {detail}")
-
-
-def _drain(stream: BinaryIO, tail: collections.deque) -> None:
-    for line in iter(io.BufferedReader(stream).readline, b""):
-        tail.append(line.decode("utf-8", "replace"))
-
 
 @contextmanager
 def copy_dump_stream(
     *, psql: str, structure: SchemaStructure, values, pre: bytes, post: bytes, snapshot_id: str | None
 ) -> Iterator[CopyDumpOutput]:
-    if stop_requested():
-        raise BackupInterruptedError
     environment = libpq_environment()
     environment["PGCLIENTENCODING"] = "UTF8"
     environment["PGAPPNAME"] = APPLICATION_NAME
-    try:
-        process = subprocess.Popen(
-            [psql, "-X", "-q", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=environment,
-            bufsize=0,
-        )
-    except OSError as error:
-        raise DumpError(f"No se pudo ejecutar psql ({psql}): {error.strerror}") from None
-    child_register(process)
-    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
-    reader = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
-    reader.start()
-    try:
+    arguments = [psql, "-X", "-q", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+    with child_process(arguments, what="psql", env=environment, stdin=subprocess.PIPE) as child:
         try:
             # A few kilobytes: psql reads it whole before its output can fill the pipe.
-            process.stdin.write(copy_script(structure=structure, snapshot_id=snapshot_id).encode("utf-8"))
-            process.stdin.close()
+            child.stdin.write(copy_script(structure=structure, snapshot_id=snapshot_id).encode("utf-8"))
+            child.stdin.close()
         except BrokenPipeError:
             pass  # psql ended at once: its exit code and stderr say why
-        yield CopyDumpOutput(
-            head=pre, process=process, tail=sequence_set_text(structure, values) + post, stderr_tail=tail, reader=reader
-        )
-    finally:
-        child_forget(process)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        reader.join(timeout=5)
-        process.stdout.close()
-        process.stderr.close()
+        yield CopyDumpOutput(head=pre, child=child, tail=sequence_set_text(structure, values) + post)
 
 
 # Choosing the method -----------------------------------------------------------------------------

@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from apps.backups.engine.children import child_process
 from apps.backups.engine.pg_clients import PgClient, libpq_environment
 from apps.backups.engine.structure import SchemaStructure
-from apps.backups.errors import BackupInterruptedError, DumpError
-from apps.backups.interrupts import child_forget, child_register, stop_requested
+from apps.backups.errors import DumpError
 
 PLACEHOLDER_PREFIX = "psicoadmin_schema_"
 FOOTER = "--\n-- PostgreSQL database dump complete\n--\n"
@@ -40,7 +40,6 @@ HEADER_END = "\nSET row_security = off;\n"
 DEFAULT_TABLESPACE = "SET default_tablespace = '';\n\n"
 RESTRICT_RE = re.compile(r"^\\(restrict|unrestrict) [A-Za-z0-9]+$", re.MULTILINE)
 RESTRICT_KEY_LENGTH = 64  # as pg_dump draws it: letters and digits
-STDERR_LIMIT = 2000
 
 
 class DdlNotTemplatableError(DumpError):
@@ -109,31 +108,10 @@ def ddl_render(ddl: SchemaDdlText, *, schema_name: str, quoted_schema: str) -> t
 
 
 def _run(arguments: list[str], *, what: str) -> bytes:
-    if stop_requested():
-        raise BackupInterruptedError
-    try:
-        process = subprocess.Popen(
-            arguments,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=libpq_environment(),
-        )
-    except OSError as error:
-        raise DumpError(f"No se pudo ejecutar {what} ({arguments[0]}): {error.strerror}") from None
-    child_register(process)
-    try:
-        output, errors = process.communicate()
-    finally:
-        child_forget(process)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    if process.returncode != 0:
-        if stop_requested():
-            raise BackupInterruptedError
-        detail = errors.decode("utf-8", "replace").strip()[-STDERR_LIMIT:] or "sin mensaje"
-        raise DumpError(f"{what} falló (código {process.returncode}): {detail}")
+    with child_process(arguments, what=what, env=libpq_environment(), stdin=subprocess.DEVNULL) as child:
+        output = child.stdout.readall()
+        if child.finish() != 0:
+            raise child.failure(what)
     return output
 
 

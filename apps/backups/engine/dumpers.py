@@ -3,15 +3,11 @@ JSON fallback (Django's ``dumpdata`` format). Both read one exported snapshot.""
 
 from __future__ import annotations
 
-import collections
 import datetime
-import io
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
 
 from django.apps import apps
 from django.conf import settings
@@ -19,14 +15,15 @@ from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connections, transaction
 
+from apps.backups.engine.children import Child, child_process
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.engine.pg_clients import PgClient, libpq_environment
+from apps.backups.engine.snapshot import query_cancel
 from apps.backups.errors import BackupInterruptedError, DumpError
-from apps.backups.interrupts import child_forget, child_register, stop_requested
+from apps.backups.interrupts import on_stop, stop_requested
 
 CHUNK_SIZE = 64 * 1024  # see apps.backups.engine.pipeline.CHUNK_SIZE
 READER_ALIAS = "backup_reader"
-STDERR_TAIL_LINES = 20
 
 
 # pg_dump's last comment in every plain dump; only newer versions add lines after it.
@@ -37,17 +34,16 @@ OUTPUT_TAIL_BYTES = 1024
 class PgDumpOutput:
     """pg_dump's stdout as a readable stream. At end of stream the exit code is
     checked, then that the dump ends as pg_dump ends a complete one; a failure
-    raises ``DumpError`` with the tail of stderr."""
+    raises ``DumpError`` with the tail of stderr (``BackupInterruptedError`` when
+    a stop request ended it)."""
 
-    def __init__(self, process: subprocess.Popen, stderr_tail: collections.deque, reader: threading.Thread):
-        self._process = process
-        self._stderr_tail = stderr_tail
-        self._stderr_reader = reader
+    def __init__(self, child: Child):
+        self._child = child
         self._output_tail = b""
         self.bytes_read = 0
 
     def read(self, size: int = CHUNK_SIZE) -> bytes:
-        data = self._process.stdout.read(size if size and size > 0 else CHUNK_SIZE)
+        data = self._child.stdout.read(size if size and size > 0 else CHUNK_SIZE)
         if data:
             self.bytes_read += len(data)
             # The last kilobyte only (no copy of the chunk itself): where the end marker is.
@@ -58,22 +54,11 @@ class PgDumpOutput:
         return b""
 
     def _finish(self) -> None:
-        code = self._process.wait()
-        self._stderr_reader.join()
-        if code != 0 and stop_requested():
-            raise BackupInterruptedError  # we ended it: not a reason to try JSON
-        if code != 0:
-            detail = " ".join(line.strip() for line in self._stderr_tail) or "sin mensaje"
-            how = f"terminado por la señal {-code}" if code < 0 else f"código {code}"
-            raise DumpError(f"pg_dump falló ({how}): {detail}")
+        if self._child.finish() != 0:
+            raise self._child.failure("pg_dump")  # interrupted: not a reason to try JSON
         if DUMP_COMPLETE_MARKER not in self._output_tail:
             written = f"{self.bytes_read} bytes" if self.bytes_read else "nada"
             raise DumpError(f"pg_dump terminó sin error pero su volcado está incompleto (escribió {written}).")
-
-
-def _drain(stream: BinaryIO, tail: collections.deque) -> None:
-    for line in iter(io.BufferedReader(stream).readline, b""):
-        tail.append(line.decode("utf-8", "replace"))
 
 
 def pg_dump_arguments(*, client: PgClient, schema_name: str, sql_style: str, snapshot_id: str | None) -> list[str]:
@@ -100,33 +85,8 @@ def pg_dump_stream(
 ) -> Iterator[PgDumpOutput]:
     """Run pg_dump for one schema; the child is killed if the reader stops early."""
     arguments = pg_dump_arguments(client=client, schema_name=schema_name, sql_style=sql_style, snapshot_id=snapshot_id)
-    if stop_requested():
-        raise BackupInterruptedError
-    try:
-        process = subprocess.Popen(
-            arguments,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=libpq_environment(),
-            bufsize=0,  # unbuffered stdout: one read() is one syscall and no extra copy
-        )
-    except OSError as error:
-        raise DumpError(f"No se pudo ejecutar pg_dump ({client.path}): {error.strerror}") from None
-    child_register(process)
-    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
-    reader = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
-    reader.start()
-    try:
-        yield PgDumpOutput(process, tail, reader)
-    finally:
-        child_forget(process)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        reader.join(timeout=5)
-        process.stdout.close()
-        process.stderr.close()
+    with child_process(arguments, what="pg_dump", env=libpq_environment(), stdin=subprocess.DEVNULL) as child:
+        yield PgDumpOutput(child)
 
 
 # What users' groups and permissions point at: without them a clinic whose users
@@ -157,6 +117,8 @@ def json_dump_chunks(
     try:
         yield from _json_chunks(schema_name, snapshot_id, batch_size, {} if counts is None else counts)
     except DatabaseError as error:
+        if stop_requested():
+            raise BackupInterruptedError from None
         raise DumpError(f"No se pudo exportar {schema_name} en JSON: {str(error).strip()}") from None
 
 
@@ -166,7 +128,8 @@ def _json_chunks(schema_name: str, snapshot_id: str | None, batch_size: int, cou
     # The reader connection is ours alone: switch its schema here, restore it below.
     reader.set_schema(schema_name)
     try:
-        with transaction.atomic(using=READER_ALIAS):
+        # A lock held elsewhere may keep a query waiting.
+        with transaction.atomic(using=READER_ALIAS), on_stop(lambda: query_cancel(reader.connection)):
             with reader.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 if snapshot_id:
@@ -174,6 +137,8 @@ def _json_chunks(schema_name: str, snapshot_id: str | None, batch_size: int, cou
             yield b"["
             first = True
             for model in json_models():
+                if stop_requested():  # before each table, and each batch below
+                    raise BackupInterruptedError
                 if model._meta.proxy:
                     continue  # as dumpdata: a proxy's rows are its concrete model's
                 queryset = model._default_manager.using(READER_ALIAS).order_by(model._meta.pk.name)

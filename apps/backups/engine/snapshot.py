@@ -18,9 +18,11 @@ from psycopg import sql
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.engine.pg_clients import libpq_params
 from apps.backups.engine.structure import schema_table_names_read
-from apps.backups.errors import DumpError
+from apps.backups.errors import BackupInterruptedError, DumpError
+from apps.backups.interrupts import on_stop, stop_requested
 
 APPLICATION_NAME = "psicoadmin-backup-snapshot"  # how operators spot it in pg_stat_activity
+CANCEL_TIMEOUT_SECONDS = 10
 
 
 @dataclass
@@ -50,17 +52,33 @@ def schema_snapshot(schema_name: str) -> Iterator[SchemaSnapshot]:
         snapshot = SchemaSnapshot(snapshot_id=cursor.fetchone()[0])
         contents = reader.submit(_contents_read, cursor, schema_name, snapshot)
         try:
-            yield snapshot
+            # A count may wait for a lock someone else holds on a clinic table.
+            with on_stop(lambda: query_cancel(connection)):
+                yield snapshot
         except BaseException:
+            if not contents.done():
+                query_cancel(connection)  # the backup failed: its counts are not needed
             contents.exception()  # wait: the connection is still in use
             raise
         else:
             try:
                 contents.result()
             except psycopg.Error as error:
+                if stop_requested():
+                    raise BackupInterruptedError from None
                 raise DumpError(f"No se pudieron contar las filas de {schema_name}: {str(error).strip()}") from None
         finally:
             _transaction_end(cursor)
+
+
+def query_cancel(connection: psycopg.Connection | None) -> None:
+    """Cancel the query ``connection`` runs on another thread, if any."""
+    if connection is None:
+        return  # not connected
+    try:
+        connection.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
+    except psycopg.Error:
+        pass  # the server went away, and the query with it; or the counts ended first
 
 
 def _transaction_end(cursor: psycopg.Cursor) -> None:

@@ -1,7 +1,7 @@
 from django.core.management.base import CommandError
 
 from apps.backups.errors import BackupError
-from apps.backups.interrupts import stop_on_sigterm, stop_requested
+from apps.backups.interrupts import stop_on_signals, stop_requested, stop_signal_name
 from apps.backups.management.commands._progress import command_progress
 from apps.backups.management.spanish import SpanishCommand
 from apps.backups.services import backup_create
@@ -31,14 +31,16 @@ class Command(SpanishCommand):
                 raise CommandError(f"Clínicas desconocidas: {', '.join(sorted(missing))}")
         label = get_backup_storage().label
         failures = 0
-        with stop_on_sigterm():
+        with stop_on_signals():
             for clinic in clinics:
                 if stop_requested():
                     break
                 failures += not self._backup(clinic, label)
-            interrupted = stop_requested()
-        if interrupted:
-            raise CommandError("Interrumpido (SIGTERM): el backup en curso quedó como fallido y no se hicieron más.")
+            interrupted_by = stop_signal_name() if stop_requested() else ""
+        if interrupted_by:
+            raise CommandError(
+                f"Interrumpido ({interrupted_by}): el backup en curso quedó como fallido y no se hicieron más."
+            )
         if failures:
             raise CommandError(f"{failures} backup(s) fallaron.")
 

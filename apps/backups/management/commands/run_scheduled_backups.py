@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from apps.backups.errors import ScheduleInFutureError
-from apps.backups.interrupts import stop_on_sigterm, stop_requested
+from apps.backups.interrupts import stop_on_signals, stop_requested, stop_signal_name
 from apps.backups.management.commands._time import parse_now
 from apps.backups.management.spanish import SpanishCommand
 from apps.backups.scheduling.run import ScheduledOutcome, scheduled_backups_preview, scheduled_backups_run
@@ -78,7 +78,7 @@ class Command(SpanishCommand):
                     (self.stdout if outcome.status == "succeeded" or line.startswith("📦") else self.stderr).write(line)
 
         self.stdout.write("⏳ Verificando backups programados...")
-        with stop_on_sigterm():
+        with stop_on_signals():
             try:
                 outcomes = scheduled_backups_run(
                     now=parse_now(now), workers=workers, on_start=on_start, on_done=on_done
@@ -86,7 +86,9 @@ class Command(SpanishCommand):
             except ScheduleInFutureError as error:
                 raise CommandError(str(error)) from None
             if stop_requested():
-                raise CommandError("Interrumpido (SIGTERM): los backups pendientes se harán en la próxima ejecución.")
+                raise CommandError(
+                    f"Interrumpido ({stop_signal_name()}): los backups pendientes se harán en la próxima ejecución."
+                )
         succeeded = sum(outcome.status == "succeeded" for outcome in outcomes)
         failed = sum(outcome.status == "failed" for outcome in outcomes)
         summary = f"Verificación de backups finalizada: {succeeded} correcto(s), {failed} fallido(s)."
