@@ -36,7 +36,7 @@ class BackupJob(models.Model):
     )
     schedule_slot = models.CharField("turno programado", max_length=40, blank=True, db_index=True)
     task_id = models.CharField("id del mensaje (Celery)", max_length=64, blank=True)
-    worker = models.CharField("worker", max_length=120, blank=True)
+    worker = models.CharField("proceso que la ejecuta", max_length=120, blank=True)
     attempts = models.PositiveSmallIntegerField("intentos", default=0)
 
     phase = models.CharField("fase", max_length=20, blank=True)
