@@ -44,6 +44,11 @@ def stop_requested() -> bool:
     return _stop.is_set()
 
 
+def stop_wait(seconds: float) -> bool:
+    """Sleep ``seconds``, or less if a stop is requested meanwhile; True if one was."""
+    return _stop.wait(seconds)
+
+
 def stop_signal_name() -> str:
     """``SIGTERM`` or ``SIGINT``: what asked to stop (``SIGTERM`` when nothing did yet)."""
     return _stop_signal[0] if _stop_signal else "SIGTERM"

@@ -5,19 +5,20 @@ long to wait) is one setting for both and is tested once: a transient failure
 (5xx, 429, a timeout, a dropped connection) is retried up to
 ``BACKUP_STORAGE_MAX_ATTEMPTS`` times in all, waiting ``base * 2**n`` seconds
 (with jitter, capped) between attempts; then the last error is turned into a
-``StorageError`` by the caller's ``describe``.
+``StorageError`` by the caller's ``describe``. A stop request (SIGTERM, Ctrl-C
+under ``stop_on_signals``) ends a wait at once with ``BackupInterruptedError``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from apps.backups.errors import StorageError
+from apps.backups.errors import BackupInterruptedError, StorageError
+from apps.backups.interrupts import stop_wait
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def with_retries(
                 type(error).__name__,
                 wait,
             )
-            time.sleep(wait)
+            if stop_wait(wait):  # SIGTERM / Ctrl-C: the backup fails now, not after a minute of waits
+                raise BackupInterruptedError from error
             attempt += 1
 
 

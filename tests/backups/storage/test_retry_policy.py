@@ -24,3 +24,36 @@ def test_waits_double_per_attempt_are_jittered_and_capped_at_20_seconds(settings
         # tenth of the range would be a broken random source, not bad luck.
         assert max(waits) - min(waits) > nominal / 2 * 0.9, (attempt, min(waits), max(waits))
     assert max(policy.delay(30) for _ in range(SAMPLES)) <= 20.0
+
+
+def test_a_stop_request_ends_a_retry_wait_at_once_without_another_attempt():
+    """SIGTERM (or Ctrl-C) while a backup waits to retry its storage: the backup
+    fails now as interrupted, instead of sleeping out the back-off (up to ~72 s)."""
+    import os
+    import signal
+    import threading
+
+    from apps.backups.errors import BackupInterruptedError, StorageError
+    from apps.backups.interrupts import stop_on_signals
+    from apps.backups.storage.retry import RetryPolicy, with_retries
+
+    attempts = []
+
+    def storage_down():
+        attempts.append(1)
+        raise ConnectionError("almacenamiento caído")
+
+    # A wait of 2.5–5 s after the first attempt; the signal comes during it.
+    policy = RetryPolicy(max_attempts=2, backoff_base=5)
+    signal_sent = threading.Timer(0.5, os.kill, [os.getpid(), signal.SIGTERM])
+    with stop_on_signals(), pytest.raises(BackupInterruptedError):
+        signal_sent.start()
+        with_retries(
+            storage_down,
+            policy=policy,
+            is_transient=lambda error: True,
+            describe=lambda error, count: StorageError(f"{count} intentos"),
+            what="escribir",
+        )
+    signal_sent.join()
+    assert attempts == [1]
