@@ -2,8 +2,9 @@
 and the actions run on selected clinics from the Django admin.
 
 Each action is a function of a clinic id only (``FleetAction.run(clinic_id=…)``),
-returning a plain result: today the admin runs them one after the other in the
-request; as Celery jobs they take the same argument and return the same result.
+returning a plain result. With a broker configured (``CELERY_BROKER_URL``) the
+admin only queues them as jobs (``FleetAction.queue``), one per clinic, so no
+request waits for a backup or a drill; without one it runs them in the request.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.utils import timezone
 
 from apps.backups.errors import BackupError
@@ -100,19 +102,45 @@ def fleet_restore_drill(*, clinic_id: int) -> FleetJobResult:
     return FleetJobResult(clinic.schema_name, False, f"{clinic.name}: el simulacro falló: {detail}")
 
 
+def _backup_job_start(clinic: Clinic):
+    from apps.backups.jobs.services import backup_job_start
+
+    return backup_job_start(clinic=clinic)
+
+
+def _drill_job_start(clinic: Clinic):
+    from apps.backups.jobs.services import drill_job_start
+
+    return drill_job_start(clinic=clinic)
+
+
 @dataclass(frozen=True)
 class FleetAction:
     label: str
     run: Callable[..., FleetJobResult]
+    queue: Callable[[Clinic], object]  # the job that does ``run`` on a worker
 
 
 FLEET_ACTIONS = {
-    "backup_now": FleetAction("Hacer backup ahora", fleet_backup_now),
-    "restore_drill": FleetAction("Ejecutar simulacro de restauración", fleet_restore_drill),
+    "backup_now": FleetAction("Hacer backup ahora", fleet_backup_now, _backup_job_start),
+    "restore_drill": FleetAction("Ejecutar simulacro de restauración", fleet_restore_drill, _drill_job_start),
 }
 
 
 def fleet_action_run(*, action: str, clinic_ids: list[int]) -> list[FleetJobResult]:
-    """Run ``action`` for each clinic, one job per clinic (synchronously for now)."""
-    job = FLEET_ACTIONS[action]
-    return [job.run(clinic_id=clinic_id) for clinic_id in clinic_ids]
+    """``action`` for each clinic: queued as one job per clinic when a broker is
+    configured, otherwise run here, one after the other."""
+    chosen = FLEET_ACTIONS[action]
+    if not settings.CELERY_BROKER_CONFIGURED:
+        return [chosen.run(clinic_id=clinic_id) for clinic_id in clinic_ids]
+    return [_queued(chosen, Clinic.objects.get(pk=clinic_id)) for clinic_id in clinic_ids]
+
+
+def _queued(action: FleetAction, clinic: Clinic) -> FleetJobResult:
+    try:
+        job = action.queue(clinic)
+    except BackupError as error:  # the clinic busy (nothing queued), or the broker down
+        return FleetJobResult(clinic.schema_name, False, f"{clinic.name}: no se puso en cola: {error}")
+    return FleetJobResult(
+        clinic.schema_name, True, f"{clinic.name}: en cola (tarea {job.pk}); su resultado, en sus registros."
+    )

@@ -173,3 +173,46 @@ def test_admin_headers_and_every_field_label_are_spanish(platform):
         if str(model._meta.verbose_name) == camel_case_to_spaces(model.__name__)
     ]
     assert unnamed == []
+
+
+def test_with_a_broker_the_actions_are_queued_as_jobs_a_worker_runs(platform, worker_env, tmp_path):
+    """No admin request waits for a backup or a drill: each clinic's action becomes a
+    job (a real worker makes it); a clinic held by another operation queues nothing."""
+    from apps.backups.jobs.models import BackupJob
+    from apps.backups.locking import clinic_lock
+    from tests.support.celery_workers import wait_until, workers_running
+
+    client, operator = platform
+    client.force_login(operator)
+    with clinic_lock(schema_name="alfa", operation="restore"):
+        page = client.post(FLEET_URL, {"action": "backup_now", "schemas": ["beta", "alfa"]}, follow=True)
+    page = page.content.decode()
+    with schema_context("beta"):
+        [job] = BackupJob.objects.all()
+        assert not BackupRecord.objects.exists()  # queued, not made in the request
+    assert f"Clínica Beta Óptima: en cola (tarea {job.pk})" in page
+    assert "Clínica Alfa Ñandú: no se puso en cola: La clínica alfa está ocupada" in page
+    with schema_context("alfa"):
+        assert not BackupJob.objects.exists()
+
+    with workers_running(1, env=worker_env, folder=tmp_path / "workers"):
+
+        def done() -> bool:
+            with schema_context("beta"):
+                return BackupJob.objects.get(pk=job.pk).status == "succeeded"
+
+        wait_until(done, timeout=300, message="the queued backup")
+        page = client.post(FLEET_URL, {"action": "restore_drill", "schemas": ["beta"]}, follow=True).content.decode()
+        with schema_context("beta"):
+            drill = BackupJob.objects.get(kind="drill")
+        assert f"Clínica Beta Óptima: en cola (tarea {drill.pk})" in page
+
+        def drilled() -> bool:
+            with schema_context("beta"):
+                return BackupJob.objects.get(pk=drill.pk).status in ("succeeded", "failed")
+
+        wait_until(drilled, timeout=300, message="the queued drill")
+    with schema_context("beta"):
+        [record] = BackupRecord.objects.all()
+        assert record.status == "succeeded" and record.backup_type == "manual"
+        assert BackupJob.objects.get(pk=drill.pk).status == "succeeded"
