@@ -120,24 +120,10 @@ def cron_round(env: dict, day: datetime, count: int) -> tuple[float, float]:
 
 
 def worker_start(env: dict, name: str, log: Path) -> subprocess.Popen:
+    from tests.support.celery_workers import worker_command
+
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config.celery",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        worker_command(name),
         cwd=BASE_DIR,
         env=env,
         stdout=log.open("w"),

@@ -59,29 +59,35 @@ class WorkerProcess:
             self._log_handle.close()
 
 
+def worker_command(name: str) -> list[str]:
+    """A solo-pool worker named ``name``, quiet on the cluster (no gossip, mingle or
+    heartbeat: each test or benchmark worker stands alone). Also used by ``bench/``."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config.celery",
+        "worker",
+        "--pool",
+        "solo",
+        "--loglevel",
+        "INFO",
+        "--hostname",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
 def worker_start(*, name: str, env: dict[str, str], folder: Path, timeout: float = 90) -> WorkerProcess:
     """Start a solo-pool worker and wait until it consumes from the queue."""
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"worker-{name}.log"
     handle = open(log, "w")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config.celery",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        worker_command(name),
         cwd=settings.BASE_DIR,
         env=env,
         stdin=subprocess.DEVNULL,
