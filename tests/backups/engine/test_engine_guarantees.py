@@ -294,15 +294,9 @@ def test_a_manifest_write_failure_leaves_a_failed_record_and_no_object(committed
 # --- Ctrl-C in a real backup command -----------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["terminal", "parent only"])
-def test_ctrl_c_during_backup_clinics_fails_its_record_ends_pg_dump_and_stores_nothing(
-    committed, tmp_path, real_pg_dump, target
-):
-    """``terminal``: SIGINT to the whole process group, as Ctrl-C in a shell sends it;
-    ``parent only``: only the command gets it, so our code must end its pg_dump child."""
-    script = stalling_pg_dump(tmp_path / "bin", real_pg_dump)
-    env = subprocess_env(tmp_path) | {"BACKUP_PG_BIN_DIR": str(script.parent)}
-    process = subprocess.Popen(
+def backup_clinics_started(env: dict[str, str]) -> subprocess.Popen:
+    """``backup_clinics beta`` in a session of its own (its process group is the "terminal")."""
+    return subprocess.Popen(
         [sys.executable, "manage.py", "backup_clinics", "beta"],
         cwd=django_settings.BASE_DIR,
         env=env,
@@ -311,20 +305,40 @@ def test_ctrl_c_during_backup_clinics_fails_its_record_ends_pg_dump_and_stores_n
         text=True,
         start_new_session=True,
     )
+
+
+def ctrl_c(process: subprocess.Popen, target: str) -> None:
+    """``terminal``: SIGINT to the whole process group, as a shell's Ctrl-C; ``parent only``: the command alone."""
+    if target == "terminal":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        os.kill(process.pid, signal.SIGINT)
+
+
+def killed_if_running(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.parametrize("target", ["terminal", "parent only"])
+def test_ctrl_c_during_backup_clinics_fails_its_record_ends_pg_dump_and_stores_nothing(
+    committed, tmp_path, real_pg_dump, target
+):
+    """``terminal``: SIGINT to the whole process group, as Ctrl-C in a shell sends it;
+    ``parent only``: only the command gets it, so our code must end its pg_dump child."""
+    script = stalling_pg_dump(tmp_path / "bin", real_pg_dump)
+    env = subprocess_env(tmp_path) | {"BACKUP_PG_BIN_DIR": str(script.parent)}
+    process = backup_clinics_started(env)
     root = django_settings.BACKUP_LOCAL_ROOT
     try:
         wait_for(lambda: any(".tmp-" in path.name for path in stored_files(root)) or process.poll() is not None)
         assert process.poll() is None, process.communicate()
         assert running_commands_mentioning(str(script))  # pg_dump is running
-        if target == "terminal":
-            os.killpg(process.pid, signal.SIGINT)
-        else:
-            os.kill(process.pid, signal.SIGINT)
+        ctrl_c(process, target)
         process.communicate(timeout=60)  # not the 120 s the stalled pg_dump would take
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        killed_if_running(process)
 
     assert process.returncode != 0
     with schema_context("beta"):
@@ -381,30 +395,17 @@ def test_ctrl_c_while_the_ddl_cache_is_filled_fails_the_record_and_ends_every_cl
     SchemaDdl.objects.all().delete()
     folder = wrapped_clients_with_a_stalled_ddl_fill(tmp_path / "bin", real_pg_dump)
     env = subprocess_env(tmp_path) | {"BACKUP_PG_BIN_DIR": str(folder)}
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "backup_clinics", "beta"],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = backup_clinics_started(env)
     try:
         wait_for(lambda: (folder / "ddl-fill-started").exists() or process.poll() is not None)
         assert process.poll() is None, process.communicate()
         wait_for(lambda: len(running_commands_mentioning(str(folder))) >= 2)  # the wrapper and its child
-        if target == "terminal":
-            os.killpg(process.pid, signal.SIGINT)
-        else:
-            os.kill(process.pid, signal.SIGINT)
+        ctrl_c(process, target)
         started = time.monotonic()
         _, err = process.communicate(timeout=60)
         took = time.monotonic() - started
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        killed_if_running(process)
 
     deadline = time.monotonic() + 10
     while running_commands_mentioning(str(folder)) and time.monotonic() < deadline:
@@ -435,15 +436,7 @@ def test_ctrl_c_while_a_clinic_table_is_locked_by_another_session_ends_the_backu
     env = subprocess_env(tmp_path) | {"BACKUP_PG_BIN_DIR": str(Path(real_pg_dump).parent)}
     with psycopg.connect(**libpq_params()) as holder, psycopg.connect(**libpq_params(), autocommit=True) as watcher:
         holder.execute("LOCK TABLE beta.auth_group IN ACCESS EXCLUSIVE MODE")
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "backup_clinics", "beta"],
-            cwd=django_settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        process = backup_clinics_started(env)
         try:
 
             def waiting_for_the_lock() -> list[str]:
@@ -458,17 +451,12 @@ def test_ctrl_c_while_a_clinic_table_is_locked_by_another_session_ends_the_backu
             wait_for(lambda: len(waiting_for_the_lock()) >= 2 or process.poll() is not None)
             assert process.poll() is None, process.communicate()
             assert "psicoadmin-backup-snapshot" in waiting_for_the_lock()  # the row count
-            if target == "terminal":
-                os.killpg(process.pid, signal.SIGINT)
-            else:
-                os.kill(process.pid, signal.SIGINT)
+            ctrl_c(process, target)
             started = time.monotonic()
             _, err = process.communicate(timeout=30)  # the lock is still held
             took = time.monotonic() - started
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            killed_if_running(process)
             holder.rollback()
 
     assert process.returncode != 0, err
