@@ -139,7 +139,7 @@ def _dump_and_store(
     report = progress or progress_noop
     report("dumping")
     options = {"storage": storage, "recipients": recipients, "max_size": max_size}
-    counted = None
+    counted, json_counts = None, None
     with schema_snapshot(schema_name) as snapshot:
         stored = None
         try:
@@ -172,7 +172,7 @@ def _dump_and_store(
             logger.warning("Backup de %s en JSON: %s", schema_name, record.fallback_reason)
             record.pg_dump_version, record.sql_style = "", ""
             method = DumpMethod(method="json", reason=record.fallback_reason)
-            json_counts: dict[str, int] = {}
+            json_counts = {}
             source = IterableReader(
                 json_dump_chunks(schema_name=schema_name, snapshot_id=snapshot.snapshot_id, counts=json_counts)
             )
@@ -181,7 +181,7 @@ def _dump_and_store(
     # apps' tables only: those are compared.
     if counted is not None:
         copy_counts_check(counted=counted, expected=snapshot.row_counts, schema_name=schema_name)
-    elif record.format == "json":
+    elif json_counts is not None:
         expected = {table: snapshot.row_counts.get(table, 0) for table in json_counts}
         row_counts_check(counts=json_counts, expected=expected, schema_name=schema_name)
     rows = sum(snapshot.row_counts.values())
