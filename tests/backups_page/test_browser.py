@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.jobs.models import BackupJob
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_time_zone_update
@@ -222,7 +223,7 @@ def test_another_clinics_session_is_refused(committed, site, browser):
     assert "Crear backup" not in browser.text()
 
 
-def test_at_360_px_every_control_is_labelled_and_the_page_works_from_the_keyboard(request, committed, site):
+def test_at_360_px_every_page_fits_every_control_is_labelled_and_works_from_the_keyboard(request, committed, site):
     alfa = committed["alfa"]
     browser = _browser(request, width=360, height=800)
     browser.open(site.url(alfa.domain, PAGE))
@@ -242,12 +243,50 @@ def test_at_360_px_every_control_is_labelled_and_the_page_works_from_the_keyboar
     browser._navigating(lambda: browser.driver.switch_to.active_element.send_keys("\ue007"))  # Enter
     assert "Backup creado" in browser.find(".message.success").text
 
-    for path in (PAGE, f"{PAGE}restaurar-archivo/"):
+    with schema_context("alfa"):
+        record = BackupRecord.objects.get(status="succeeded")
+    browser.find(f"tr[data-backup-id='{record.pk}']").find_element("link text", "Descargar").click()
+    browser.downloaded_file(record.file_name)
+    browser.open(site.url(alfa.domain, PAGE))
+    browser.click_button("Crear backup")  # a second manual backup: the first can now be deleted
+    long_reason = "psql falló: " + "ERROR:relation_" * 12 + " no existe"
+    with schema_context("alfa"):
+        BackupRecord.objects.create(
+            file_name="", backup_type="automatic", status="failed", error=long_reason, created_at=timezone.now()
+        )
+        BackupRestore.objects.create(
+            source="upload",
+            backup_file_name=record.file_name,
+            uploaded_file_name="copia-descargada-de-la-clinica-alfa-en-noviembre.sql",
+            requested_by=alfa.admin,
+            status="failed",
+            error=long_reason,
+            started_at=timezone.now(),
+            finished_at=timezone.now(),
+        )
+        job = BackupJob.objects.create(kind="backup", status="failed", error=long_reason, requested_by=alfa.admin)
+
+    pages = [PAGE, f"{PAGE}restaurar-archivo/", f"{PAGE}{record.pk}/restaurar/", f"{PAGE}{record.pk}/eliminar/"]
+    pages += [f"{PAGE}tareas/{job.pk}/", f"{PAGE}entrar/"]
+    for path in pages:
         browser.open(site.url(alfa.domain, path))
         width = browser.driver.execute_script("return document.documentElement.scrollWidth")
         assert width <= 360, f"{path}: la página mide {width} px de ancho"
+        # Nothing hidden sideways inside a scrolling box either: every table reads at 360 px.
+        cut = browser.driver.execute_script(
+            "return [...document.querySelectorAll('.table-scroll')]"
+            ".filter(e => e.scrollWidth > e.clientWidth).map(e => e.getAttribute('aria-labelledby'))"
+        )
+        assert cut == [], f"{path}: tablas más anchas que la pantalla {cut}"
+        # Each row is a card of labelled cells: what a cell holds sits beside its label, never under it.
+        misplaced = browser.driver.execute_script(
+            "return [...document.querySelectorAll('td[data-label] > *')]"
+            ".filter(e => e.getBoundingClientRect().left < e.parentElement.getBoundingClientRect().left + 100)"
+            ".map(e => e.parentElement.dataset.label + ': ' + e.textContent.trim())"
+        )
+        assert misplaced == [], f"{path}: contenido bajo la etiqueta de su celda {misplaced}"
         unlabelled = browser.driver.execute_script(
-            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
-            ".filter(e => !e.labels || e.labels.length === 0).map(e => e.name)"
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, progress')]"
+            ".filter(e => !e.labels || e.labels.length === 0).map(e => e.name || e.id)"
         )
         assert unlabelled == [], f"{path}: controles sin etiqueta {unlabelled}"
