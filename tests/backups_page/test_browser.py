@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
+from selenium.webdriver.support.ui import WebDriverWait
 
+from apps.backups.engine.pg_clients import libpq_params
 from apps.backups.jobs.models import BackupJob
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
 from apps.tenants.models import Clinic
@@ -20,7 +25,7 @@ from apps.tenants.services import clinic_time_zone_update
 from tests.backups.restore.test_swap import change_clinic_data
 from tests.backups_page.conftest import PAGE
 from tests.conftest import PASSWORD
-from tests.support.browser import Browser
+from tests.support.browser import WAIT_SECONDS, Browser
 from tests.support.database import table_hashes
 from tests.support.live_server import LiveServer
 
@@ -114,6 +119,54 @@ def test_admin_signs_in_makes_a_backup_sees_it_and_downloads_the_verified_file(c
     assert record.file_name in downloads and alfa.admin.email in downloads and "127.0.0.1" in downloads
     with schema_context("alfa"):
         assert BackupDownload.objects.filter(backup=record, user=alfa.admin).count() == 1
+
+
+def test_while_a_backup_runs_in_the_request_the_button_is_busy_and_the_row_appears_after(committed, site, browser):
+    """No broker: the backup runs in the request. A session holds a lock the backup's
+    reader waits for, and lets it go only once the backup waits for it: the page's
+    busy state is recorded (in sessionStorage, which outlives the navigation) while
+    the request is still running."""
+    alfa = committed["alfa"]
+    sign_in(browser, site, alfa.domain, alfa.admin.email)
+    browser.driver.execute_script(
+        """const form = document.querySelector("form[data-busy]");
+        new MutationObserver(() => sessionStorage.setItem("busy", JSON.stringify([
+            form.getAttribute("aria-busy"), form.querySelector("button").disabled,
+            form.querySelector(".busy[role=status]").textContent,
+        ]))).observe(form, {attributes: true, childList: true, characterData: true, subtree: true});"""
+    )
+    backup_waited = threading.Event()
+    with psycopg.connect(**libpq_params()) as holder, psycopg.connect(**libpq_params(), autocommit=True) as watcher:
+        holder.execute("LOCK TABLE alfa.auth_group IN ACCESS EXCLUSIVE MODE")
+
+        def release_once_the_backup_waits() -> None:
+            try:
+                WebDriverWait(None, WAIT_SECONDS).until(
+                    lambda _: watcher.execute(
+                        "SELECT count(*) FROM pg_locks WHERE relation = 'alfa.auth_group'::regclass AND NOT granted"
+                    ).fetchone()[0]
+                )
+                with schema_context("alfa"):
+                    if list(BackupRecord.objects.values_list("status", flat=True)) == ["running"]:
+                        backup_waited.set()
+            finally:
+                holder.rollback()
+                connection.close()
+
+        releaser = threading.Thread(target=release_once_the_backup_waits)
+        releaser.start()
+        browser.click_button("Crear backup")  # returns with the next page
+        releaser.join()
+
+    assert backup_waited.is_set()
+    busy = "Creando el backup… puede tardar unos minutos; no cierres esta página."
+    # Said so, and the button could not send it twice.
+    assert json.loads(browser.driver.execute_script("return sessionStorage.getItem('busy')")) == ["true", True, busy]
+    assert "Backup creado" in browser.find(".message.success").text
+    with schema_context("alfa"):
+        record = BackupRecord.objects.get()
+    assert record.status == "succeeded"
+    assert history_rows(browser) == [str(record.pk)]
 
 
 def test_the_schedule_is_saved_in_the_clinics_time_zone_and_shown_after_reload(
