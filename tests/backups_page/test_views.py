@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.jobs.models import BackupJob
 from apps.backups.models import BackupRecord, BackupRestore
 from apps.backups.services import backup_create, backup_open_plain
 from tests.backups.conftest import stored_files, stored_object_tamper
@@ -312,3 +313,15 @@ def test_an_uploaded_backup_of_the_clinic_brings_its_data_back_and_ends_the_sess
     assert (restore.uploaded_file_name, restore.requested_by_id) == ("copia-de-noviembre.sql", alfa.admin.pk)
     again = client.get(PAGE)
     assert again.status_code == 302 and again["Location"].startswith(f"{PAGE}entrar/")
+
+
+def test_a_failed_jobs_page_shows_the_error_and_no_work_in_progress(alfa):
+    with schema_context("alfa"):
+        job = BackupJob.objects.create(
+            kind="backup", status="failed", error="El almacenamiento no respondió.", requested_by=alfa.admin
+        )
+    body = html(page_client(alfa, user=alfa.admin).get(f"{PAGE}tareas/{job.pk}/"))
+    assert "El almacenamiento no respondió." in body
+    # A <progress> without a value is drawn as work still going on.
+    assert '<progress id="progreso" max="100" value="0.0">' in body
+    assert 'http-equiv="refresh"' not in body
