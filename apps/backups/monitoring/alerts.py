@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.engine.pg_messages import pg_values_removed
 from apps.tenants.models import BackupAlertState
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ class Alert:
 
 
 def safe_detail(text: str) -> str:
-    """An error message fit for an alert: credentials masked, one paragraph, trimmed."""
-    text = _URL_CREDENTIALS.sub(r"\1***@", text or "")
+    """An error message fit for an alert: row values PostgreSQL quoted removed,
+    credentials masked, one paragraph, trimmed."""
+    text = pg_values_removed(text or "")
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
     text = _SECRET_ASSIGNMENT.sub(r"\1***", text)
     text = " ".join(text.split())
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -16,6 +17,7 @@ from apps.backups.services import backup_create
 from apps.tenants.models import BackupAlertState, Clinic, ScheduledBackupClaim
 from config.env import ConfigurationError, email_settings
 from tests.backups.conftest import stored_object_tamper
+from tests.backups.monitoring.test_status import HEALTH_URL, platform  # noqa: F401 (fixture)
 from tests.support.receivers import SmtpServer, WebhookReceiver
 
 NOW = datetime(2025, 11, 25, 3, 0, tzinfo=UTC)  # a Tuesday
@@ -113,6 +115,31 @@ exec {real_pg_dump} "$@"
     assert "s3creto" not in everything and "secreto" not in everything and "clave-de-prueba" not in everything
 
 
+def test_health_polled_by_an_uptime_monitor_alerts_once_when_degraded_and_once_when_ok(
+    platform,  # noqa: F811
+    receivers,
+):
+    """No scheduler run in between: ``/health/backups/`` itself tells the operators."""
+    smtp, hook = receivers
+    BackupAlertState.objects.all().delete()  # whatever an earlier test left said
+    health = {"HTTP_AUTHORIZATION": "Bearer token-de-salud"}
+    now = timezone.now()
+    Clinic.objects.filter(schema_name="alfa").update(
+        backup_schedule="daily", time_zone="UTC", last_backup_at=now - timedelta(days=3)
+    )
+    for _poll in range(3):
+        assert platform.get(HEALTH_URL, **health).status_code == 503
+    assert subjects(smtp) == ["[PsicoAdmin] Backups atrasados: 1 clínica(s)"]
+    assert "- Clínica Alfa Ñandú (alfa), daily: falta desde" in smtp.messages[0].get_content()
+    assert [post["text"].splitlines()[0] for post in hook.posts] == ["*Backups atrasados: 1 clínica(s)*"]
+
+    Clinic.objects.filter(schema_name="alfa").update(last_backup_at=now)
+    for _poll in range(2):
+        assert platform.get(HEALTH_URL, **health).status_code == 200
+    assert subjects(smtp)[1:] == ["[PsicoAdmin] Backups al día"]
+    assert len(hook.posts) == 2
+
+
 def test_clinic_admins_get_their_own_clinics_alerts_when_configured(sched, receivers, settings):
     smtp, _hook = receivers
     settings.BACKUP_ALERT_CLINIC_ADMINS = True
@@ -141,6 +168,75 @@ def test_failed_restore_alerts(sched, receivers, settings):
     assert hook.posts[0]["text"].startswith("*Restauración fallida: Clínica Beta Óptima (beta)*")
     with schema_context(validate_schema_name("beta")):
         assert BackupRecord.objects.filter(pk=record.pk).exists()
+
+
+# Statements psql runs before the dump (``-c`` comes first), each failing on a real
+# clinical value the way a replay or a migration meeting bad data does; PostgreSQL
+# quotes the value in its message.
+VALUE_QUOTING_FAILURES = {
+    "duplicate key": (
+        "CREATE TEMP TABLE t (reason text UNIQUE); "
+        "INSERT INTO t SELECT reason_for_consultation FROM beta.clinical_history_clinicalrecord ORDER BY id LIMIT 1; "
+        "INSERT INTO t SELECT reason_for_consultation FROM beta.clinical_history_clinicalrecord ORDER BY id LIMIT 1",
+        "Key (reason)=(…) already exists.",
+    ),
+    "failing row": (
+        "CREATE TEMP TABLE t (reason text CHECK (reason IS NULL)); "
+        "INSERT INTO t SELECT reason_for_consultation FROM beta.clinical_history_clinicalrecord ORDER BY id LIMIT 1",
+        "Failing row contains (…).",
+    ),
+    "invalid input": (
+        "SELECT reason_for_consultation::date FROM beta.clinical_history_clinicalrecord ORDER BY id LIMIT 1",
+        'invalid input syntax for type date: "…"',
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", VALUE_QUOTING_FAILURES)
+def test_a_restore_failing_on_clinical_values_names_the_fault_without_them(
+    failure, sched, receivers, settings, tmp_path, real_pg_dump, caplog
+):
+    from apps.backups.engine.pg_clients import find_client, server_major
+    from tests.backups.conftest import pg_client_wrap
+
+    smtp, hook = receivers
+    clinic = Clinic.objects.get(schema_name="beta")
+    record = backup_create(clinic=clinic, backup_type="manual")
+    with schema_context(validate_schema_name("beta")):
+        from apps.clinical_history.models import ClinicalRecord
+
+        value = ClinicalRecord.objects.order_by("id").values_list("reason_for_consultation", flat=True).first()
+    assert value
+    statement, kept = VALUE_QUOTING_FAILURES[failure]
+    real_psql = find_client("psql", min_major=server_major(connection)).path
+    pg_client_wrap(settings, tmp_path / "bin", "psql", real_psql, f'exec {real_psql} -c "{statement}" "$@"\n')
+
+    with pytest.raises(Exception, match="psql falló"):
+        backup_restore(clinic=clinic, record=record)
+
+    assert subjects(smtp) == ["[PsicoAdmin] Restauración fallida: Clínica Beta Óptima (beta)"]
+    body = smtp.messages[0].get_content()
+    assert kept in body  # what failed, where: still there for the operator
+    for told in (body, str(hook.posts), caplog.text):  # PostgreSQL shortens a failing row to its start
+        assert value[:30] not in told
+
+
+def test_safe_detail_removes_the_values_of_a_real_integrity_error(sched):
+    """An unexpected error reaches alerts as its repr() (``Error inesperado: …``),
+    where PostgreSQL's DETAIL quotes the row."""
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError) as caught, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE t (note text UNIQUE, score int NOT NULL)")
+        cursor.execute("INSERT INTO t VALUES ('Refiere insomnio desde la separación', 1)")
+        cursor.execute("INSERT INTO t VALUES ('Refiere insomnio desde la separación', 2)")
+    detail = safe_detail(f"Error inesperado: {caught.value!r}")
+    assert "insomnio" not in detail and "Key (note)=(…) already exists." in detail
+    with pytest.raises(IntegrityError) as caught, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE u (note text, score int NOT NULL)")
+        cursor.execute("INSERT INTO u VALUES ('Ideación autolítica pasiva', NULL)")
+    detail = safe_detail(f"Error inesperado: {caught.value!r}")
+    assert "autolítica" not in detail and "Failing row contains (…)" in detail
 
 
 def test_an_unreachable_smtp_server_or_webhook_never_fails_the_work(sched, settings, caplog):
