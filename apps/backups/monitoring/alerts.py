@@ -96,7 +96,8 @@ def _webhook_post(alert: Alert) -> None:
     if not url.startswith(("https://", "http://")):
         logger.error("BACKUP_ALERT_WEBHOOK_URL debe empezar por https://; aviso no enviado.")
         return
-    payload = json.dumps({"text": f"*{alert.subject}*\n{alert.body}"}, ensure_ascii=False).encode()
+    text = f"*{_slack_escaped(alert.subject)}*\n{_slack_escaped(alert.body)}"
+    payload = json.dumps({"text": text}, ensure_ascii=False).encode()
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         url, data=payload, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
     )
@@ -105,6 +106,12 @@ def _webhook_post(alert: Alert) -> None:
             response.read()
     except Exception as error:  # the webhook's URL is a secret: never logged
         logger.error("No se pudo enviar el aviso al webhook «%s»: %s", alert.subject, type(error).__name__)
+
+
+def _slack_escaped(text: str) -> str:
+    """Slack reads ``<…>`` as a link or mention and ``&`` as an entity: a clinic called
+    «Salud & Mente <Centro>» must arrive as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # -- automatic backups ---------------------------------------------------------------------

@@ -150,6 +150,21 @@ def test_clinic_admins_get_their_own_clinics_alerts_when_configured(sched, recei
     assert "No hay backups en el almacenamiento." in smtp.messages[0].get_content()
 
 
+def test_the_webhook_gets_a_clinic_name_with_slack_control_characters_as_written(sched, receivers):
+    """Slack reads ``<…>`` as a link and ``&`` as an entity: both are escaped; email is plain text."""
+    smtp, hook = receivers
+    Clinic.objects.filter(schema_name="beta").update(name="Salud & Mente <Centro>")
+    try:
+        call_command_drill_expect_failure("beta")
+    finally:
+        Clinic.objects.filter(schema_name="beta").update(name="Clínica Beta Óptima")
+    assert hook.posts[0]["text"].splitlines()[0] == (
+        "*Simulacro de restauración fallido: Salud &amp; Mente &lt;Centro&gt; (beta)*"
+    )
+    assert hook.headers[0]["Content-Type"] == "application/json; charset=utf-8"
+    assert subjects(smtp) == ["[PsicoAdmin] Simulacro de restauración fallido: Salud & Mente <Centro> (beta)"]
+
+
 def call_command_drill_expect_failure(schema: str) -> None:
     with pytest.raises(CommandError):
         call_command("restore_drill", schema)
@@ -247,6 +262,26 @@ def test_an_unreachable_smtp_server_or_webhook_never_fails_the_work(sched, setti
     call_command_drill_expect_failure("beta")
     assert "No se pudo enviar el aviso por correo" in caplog.text
     assert "No se pudo enviar el aviso al webhook" in caplog.text and "secreto" not in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # loopback only
+def test_email_logs_in_with_the_account_in_email_url_and_a_refused_login_is_logged_without_it(sched, settings, caplog):
+    settings.BACKUP_ALERT_EMAILS = OPERATORS
+    settings.BACKUP_ALERT_WEBHOOK_URL = ""
+    with SmtpServer(accounts={"alertas@psico.es": "cl@ve segura"}) as smtp:
+        url = f"smtp://alertas%40psico.es:cl%40ve%20segura@127.0.0.1:{smtp.port}"
+        for name, value in email_settings(url).items():
+            setattr(settings, name, value)
+        call_command_drill_expect_failure("beta")
+        assert smtp.logins == [("alertas@psico.es", "cl@ve segura")]
+        assert subjects(smtp) == ["[PsicoAdmin] Simulacro de restauración fallido: Clínica Beta Óptima (beta)"]
+
+        for name, value in email_settings(url.replace("segura", "caducada")).items():
+            setattr(settings, name, value)
+        call_command_drill_expect_failure("beta")  # the drill's failure is still reported by the command
+        assert len(smtp.messages) == 1
+    assert "No se pudo enviar el aviso por correo" in caplog.text
+    assert "caducada" not in caplog.text and "segura" not in caplog.text
 
 
 def test_email_settings_from_an_smtp_url():
