@@ -115,6 +115,27 @@ exec {real_pg_dump} "$@"
     assert "s3creto" not in everything and "secreto" not in everything and "clave-de-prueba" not in everything
 
 
+def test_the_cron_with_a_broker_also_tells_of_a_degraded_health_when_nothing_is_due(sched, receivers, broker):
+    """With Celery the cron only enqueues; a clinic backing off after failures is not due
+    but is overdue: the operators hear of it from that run, once."""
+    smtp, _hook = receivers
+    Clinic.objects.filter(schema_name="alfa").update(
+        backup_schedule="daily",
+        time_zone="UTC",
+        last_backup_at=NOW - timedelta(days=2),
+        backup_failures=6,
+        backup_retry_at=NOW + timedelta(hours=1),
+    )
+    for minutes in (0, 1):
+        run(NOW + timedelta(minutes=minutes))
+    assert subjects(smtp) == ["[PsicoAdmin] Backups atrasados: 1 clínica(s)"]
+    assert "fallos seguidos: 6" in smtp.messages[0].get_content()
+
+    Clinic.objects.filter(schema_name="alfa").update(last_backup_at=NOW + timedelta(minutes=1), backup_failures=0)
+    run(NOW + timedelta(minutes=2))
+    assert subjects(smtp)[1:] == ["[PsicoAdmin] Backups al día"]
+
+
 def test_health_polled_by_an_uptime_monitor_alerts_once_when_degraded_and_once_when_ok(
     platform,  # noqa: F811
     receivers,
