@@ -186,6 +186,26 @@ def test_the_webhook_gets_a_clinic_name_with_slack_control_characters_as_written
     assert subjects(smtp) == ["[PsicoAdmin] Simulacro de restauración fallido: Salud & Mente <Centro> (beta)"]
 
 
+def test_a_drill_whose_rows_do_not_match_the_manifest_alerts_with_the_tables_counts(sched, receivers, settings):
+    import json
+
+    smtp, hook = receivers
+    record = backup_create(clinic=Clinic.objects.get(schema_name="beta"), backup_type="manual")
+    manifest_path = settings.BACKUP_LOCAL_ROOT / record.manifest_path
+    manifest = json.loads(manifest_path.read_text())
+    expected = manifest["row_counts"]["payment_system_payment"]
+    manifest["row_counts"]["payment_system_payment"] = expected + 1
+    manifest_path.write_text(json.dumps(manifest))
+
+    call_command_drill_expect_failure("beta")
+
+    assert subjects(smtp) == ["[PsicoAdmin] Simulacro de restauración fallido: Clínica Beta Óptima (beta)"]
+    body = smtp.messages[0].get_content()
+    assert record.file_name in body and "ese backup podría no servir" in body
+    assert f"Motivo: payment_system_payment: manifiesto {expected + 1}, restaurado {expected}" in body
+    assert hook.posts[0]["text"].startswith("*Simulacro de restauración fallido: Clínica Beta Óptima (beta)*")
+
+
 def call_command_drill_expect_failure(schema: str) -> None:
     with pytest.raises(CommandError):
         call_command("restore_drill", schema)
