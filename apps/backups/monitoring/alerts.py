@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db.models import Q
 from django.utils import timezone
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, schema_exists
 
 from apps.backups.engine.pg_messages import pg_values_removed
 from apps.tenants.models import BackupAlertState
@@ -60,8 +60,12 @@ def _when(moment: datetime | None) -> str:
 
 
 def _clinic_admin_emails(schema_name: str) -> list[str]:
+    """The clinic's active admins; none while its schema is missing (a lost clinic being
+    recovered), where the search path would fall through to the platform's own users."""
     from apps.users.models import User
 
+    if not schema_exists(schema_name):
+        return []
     with schema_context(schema_name):
         return list(
             User.objects.filter(role=User.Role.CLINIC_ADMIN, is_active=True)

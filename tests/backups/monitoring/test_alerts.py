@@ -206,6 +206,44 @@ def test_a_drill_whose_rows_do_not_match_the_manifest_alerts_with_the_tables_cou
     assert hook.posts[0]["text"].startswith("*Simulacro de restauración fallido: Clínica Beta Óptima (beta)*")
 
 
+def test_a_lost_clinics_failed_recovery_alerts_the_operators_and_no_platform_user_as_its_admin(
+    sched, receivers, settings, tmp_path
+):
+    """The clinic's schema is gone: its admins cannot be looked up there, and the search
+    path must not fall through to the platform's own users (superusers are clinic_admin)."""
+    from apps.backups.engine.pg_clients import find_client, server_major
+    from apps.backups.restore.recovery import clinic_recover_from_storage
+    from apps.tenants.services import clinic_create
+    from apps.users.models import User
+    from tests.backups.conftest import pg_client_wrap
+
+    smtp, _hook = receivers
+    settings.BACKUP_ALERT_CLINIC_ADMINS = True
+    operator = User.objects.create_superuser("operador@psicoadmin.test", "clave-operador-123")
+    delta = clinic_create(schema_name="delta", name="Clínica Delta", domain="delta.test.localhost")
+    try:
+        with schema_context("delta"):
+            User.objects.create_user("admin@delta.com", "clave-de-prueba-123", role=User.Role.CLINIC_ADMIN)
+        backup_create(clinic=delta, backup_type="manual")
+        delta.domains.all().delete()
+        delta.delete(force_drop=True)  # the disaster: only the bucket is left
+        real_psql = find_client("psql", min_major=server_major(connection)).path
+        pg_client_wrap(settings, tmp_path / "bin", "psql", real_psql, "echo 'psql: conexión rechazada' >&2; exit 2\n")
+
+        with pytest.raises(Exception, match="psql falló"):
+            clinic_recover_from_storage(schema_name="delta")
+
+        assert subjects(smtp) == ["[PsicoAdmin] Restauración fallida: Clínica Delta (delta)"]
+        assert [sorted(to) for _sender, to in smtp.envelopes] == [sorted(OPERATORS)]
+    finally:
+        connection.set_schema_to_public()
+        with connection.cursor() as cursor:  # its relations live in clinic schemas: no ORM cascade here
+            cursor.execute("DELETE FROM users_user WHERE id = %s", [operator.pk])
+        for clinic in Clinic.objects.filter(schema_name="delta"):
+            clinic.domains.all().delete()
+            clinic.delete(force_drop=True)
+
+
 def call_command_drill_expect_failure(schema: str) -> None:
     with pytest.raises(CommandError):
         call_command("restore_drill", schema)
