@@ -43,6 +43,11 @@ class Alert:
     subject: str
     body: str
     schema_name: str = ""  # the clinic concerned, if any (its admins may be told too)
+    operators_note: str = ""  # for the platform's operators only (email and webhook), not the clinic's admins
+
+    @property
+    def operators_body(self) -> str:
+        return f"{self.body}\n{self.operators_note}" if self.operators_note else self.body
 
 
 def safe_detail(text: str) -> str:
@@ -80,7 +85,7 @@ def alert_send(alert: Alert) -> None:
     messages = []
     prefixed = settings.EMAIL_SUBJECT_PREFIX + alert.subject
     if settings.BACKUP_ALERT_EMAILS:
-        messages.append(EmailMessage(prefixed, alert.body, to=list(settings.BACKUP_ALERT_EMAILS)))
+        messages.append(EmailMessage(prefixed, alert.operators_body, to=list(settings.BACKUP_ALERT_EMAILS)))
     if alert.schema_name and settings.BACKUP_ALERT_CLINIC_ADMINS:
         admins = _clinic_admin_emails(alert.schema_name)
         if admins:  # a message of their own: they do not see the operators' addresses
@@ -100,7 +105,7 @@ def _webhook_post(alert: Alert) -> None:
     if not url.startswith(("https://", "http://")):
         logger.error("BACKUP_ALERT_WEBHOOK_URL debe empezar por https://; aviso no enviado.")
         return
-    text = f"*{_slack_escaped(alert.subject)}*\n{_slack_escaped(alert.body)}"
+    text = f"*{_slack_escaped(alert.subject)}*\n{_slack_escaped(alert.operators_body)}"
     payload = json.dumps({"text": text}, ensure_ascii=False).encode()
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         url, data=payload, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
@@ -145,10 +150,10 @@ def backup_failure_alert(*, clinic, failures: int, error: str, retry_at: datetim
                 f"Último intento: {_when(now)}\n"
                 f"Próximo intento: {_when(retry_at)}\n"
                 f"Motivo: {safe_detail(error)}\n\n"
-                f"Mientras siga fallando se repetirá este aviso cada {settings.BACKUP_ALERT_REPEAT_HOURS} h.\n"
-                "Estado de todas las clínicas: /admin/ → Estado de backups, o manage.py backup_status."
+                f"Mientras siga fallando se repetirá este aviso cada {settings.BACKUP_ALERT_REPEAT_HOURS} h."
             ),
             schema_name=clinic.schema_name,
+            operators_note="Estado de todas las clínicas: /admin/ → Estado de backups, o manage.py backup_status.",
         )
     )
     return True

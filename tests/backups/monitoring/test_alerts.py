@@ -161,6 +161,29 @@ def test_health_polled_by_an_uptime_monitor_alerts_once_when_degraded_and_once_w
     assert len(hook.posts) == 2
 
 
+def test_a_clinic_admins_copy_of_a_backup_failure_leaves_out_the_operators_pointers(
+    sched, receivers, settings, tmp_path
+):
+    smtp, hook = receivers
+    settings.BACKUP_ALERT_CLINIC_ADMINS = True
+    (tmp_path / "not-a-folder").write_text("")
+    settings.BACKUP_LOCAL_ROOT = tmp_path / "not-a-folder" / "backups"  # the storage cannot write
+    Clinic.objects.filter(schema_name="alfa").update(backup_schedule="daily")
+    with pytest.raises(CommandError):
+        run(NOW)
+    copies = {
+        tuple(sorted(to)): message.get_content()
+        for (_sender, to), message in zip(smtp.envelopes, smtp.messages, strict=True)
+        if " ".join(str(message["Subject"]).split()).startswith("[PsicoAdmin] Backup automático fallido")
+    }
+    operators, admins = copies[tuple(sorted(OPERATORS))], copies[("admin@alfa.com",)]
+    for body in (operators, admins):
+        assert "El backup automático de Clínica Alfa Ñandú (esquema alfa) falló." in body
+    assert "Estado de todas las clínicas: /admin/" in operators
+    assert "Estado de todas las clínicas: /admin/" in hook.posts[0]["text"]
+    assert "/admin/" not in admins and "backup_status" not in admins
+
+
 def test_clinic_admins_get_their_own_clinics_alerts_when_configured(sched, receivers, settings):
     smtp, _hook = receivers
     settings.BACKUP_ALERT_CLINIC_ADMINS = True
