@@ -142,28 +142,35 @@ def test_cleanup_lists_and_removes_old_supabase_temporaries_dry_run_too(
     committed, supabase, supabase_server, settings, capsys
 ):
     """Item 9 against the Supabase stand-in: the hidden ``.tmp-`` objects of interrupted
-    writes are listed by --dry-run and by the real run, old ones only."""
+    writes are listed by --dry-run and by the real run: old ones, and at any age those of
+    a backup already marked failed (its move failed and so did the delete of its temporary)."""
     import uuid
 
     server, _ = supabase_server
     bucket = settings.SUPABASE_BUCKET_NAME
     storage = supabase.storage()
+    failed = make_backup("alfa", timezone.now() - timedelta(minutes=5), status="failed")
+    with schema_context("alfa"):
+        BackupRecord.objects.filter(pk=failed.pk).update(file_path="alfa/fallido.sql.zst")
     old = f"alfa/.tmp-{uuid.uuid4().hex}-backup-sql-alfa-2025-01-01-000000.sql.zst"
     fresh = f"alfa/.tmp-{uuid.uuid4().hex}-backup-sql-alfa-2025-01-02-000000.sql.zst"
-    for path in (old, fresh):
+    of_failed = f"alfa/.tmp-{uuid.uuid4().hex}-fallido.sql.zst"
+    for path in (old, fresh, of_failed):
         storage.files.upload(path, b"a medias", {"content-type": "application/octet-stream"})
     long_ago = (timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES + 5)).timestamp()
     os.utime(server.root / bucket / old, (long_ago, long_ago))
 
     call_command("cleanup_old_backups", "--dry-run")
     out = capsys.readouterr().out
-    assert f"Se borraría: {old} (temporal de una escritura interrumpida)" in out
+    for path in (old, of_failed):
+        assert f"Se borraría: {path} (temporal de una escritura interrumpida)" in out
     assert fresh not in out
-    assert supabase.raw_keys() == sorted([old, fresh])
+    assert supabase.raw_keys() == sorted([old, fresh, of_failed])
 
     call_command("cleanup_old_backups")
     out = capsys.readouterr().out
-    assert f"Borrado: {old} (temporal de una escritura interrumpida)" in out
+    for path in (old, of_failed):
+        assert f"Borrado: {path} (temporal de una escritura interrumpida)" in out
     assert supabase.raw_keys() == [fresh]
 
 
