@@ -124,6 +124,8 @@ PUBLIC_SCHEMA_NAME = "public"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 
 MIDDLEWARE = [
+    # First: the platform's health check answers whatever host it sends (config/liveness.py).
+    "config.liveness.LivenessMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The page's CSS and JavaScript, served by the project itself (no CDN).
