@@ -9,9 +9,9 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.alerts import safe_detail
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.models import BackupRecord
-from apps.backups.monitoring.alerts import safe_detail
 from apps.backups.restore.swap import backup_restore
 from apps.backups.services import backup_create
 from apps.tenants.models import BackupAlertState, Clinic, ScheduledBackupClaim

@@ -211,13 +211,9 @@ def drill_failure_alert(*, schema_name: str, clinic_name: str, file_name: str, d
 # -- /health/backups/ ----------------------------------------------------------------------------
 
 
-def health_alert_check(*, now: datetime | None = None) -> str:
-    """Alert when the backup health turns degraded (and when it is ok again).
-    Called by every scheduler run and by ``/health/backups/``. Returns the status."""
-    from apps.backups.monitoring.status import clinics_overdue
-
-    now = now or timezone.now()
-    _checked, overdue = clinics_overdue(now=now)
+def health_change_alert(*, overdue: list, now: datetime) -> str:
+    """Alert when the backup health turns degraded (``overdue`` clinics, from
+    ``monitoring.status.clinics_overdue``) and when it is ok again. Returns the status."""
     BackupAlertState.objects.get_or_create(key=HEALTH_KEY)
     if overdue:
         if BackupAlertState.objects.filter(key=HEALTH_KEY, active=False).update(active=True, alerted_at=now):
