@@ -70,11 +70,22 @@ def test_the_next_lockout_lasts_twice_as_long(alfa, settings):
 
 
 def test_one_address_trying_many_accounts_is_stopped(alfa, settings):
-    for n in range(settings.AUTH_LOCKOUT_FAILURES):
-        attempt(alfa, f"nadie{n}@alfa.com", "mal", address="198.51.100.9")
+    for n in range(settings.AUTH_LOCKOUT_ADDRESS_FAILURES - 1):
+        assert attempt(alfa, f"nadie{n}@alfa.com", "mal", address="198.51.100.9").status_code == 401
+    assert attempt(alfa, "nadie-mas@alfa.com", "mal", address="198.51.100.9").status_code == 429
     assert attempt(alfa, alfa.admin.email, PASSWORD, address="198.51.100.9").status_code == 429
     # The account itself was not attacked: from elsewhere it signs in.
     assert attempt(alfa, alfa.admin.email, PASSWORD, address="198.51.100.10").status_code == 200
+
+
+def test_an_office_of_colleagues_mistyping_once_each_is_not_locked_out(alfa, settings):
+    """Staff share their office's address: more colleagues than an account's limit
+    each mistype once, and the next one still signs in."""
+    office = "198.51.100.40"
+    assert settings.AUTH_LOCKOUT_ADDRESS_FAILURES > settings.AUTH_LOCKOUT_FAILURES
+    for n in range(settings.AUTH_LOCKOUT_FAILURES + 2):
+        assert attempt(alfa, f"colega{n}@alfa.com", "tecleo-mal", address=office).status_code == 401
+    assert attempt(alfa, alfa.staff.email, PASSWORD, address=office).status_code == 200
 
 
 def test_signing_in_as_another_account_between_guesses_does_not_reset_them(alfa, settings):
