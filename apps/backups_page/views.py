@@ -58,7 +58,18 @@ CONFIG_ERROR = "El sistema de backups no está bien configurado; avisa al operad
 
 
 def _error_text(error: Exception) -> str:
-    return CONFIG_ERROR if isinstance(error, ImproperlyConfigured) else str(error)
+    """What the clinic admin reads: a server fault's plain message (its detail is
+    in the server log), a configuration error's hint, otherwise the error itself."""
+    if isinstance(error, ImproperlyConfigured):
+        return CONFIG_ERROR
+    return getattr(error, "public_message", None) or str(error)
+
+
+def _failure_status(error: Exception | None) -> int:
+    """A form refused for the admin's input, or an operation refused (busy,
+    not available), is a 400; a server fault keeps its 5xx (as in the API)."""
+    code = getattr(error, "status_code", 400)
+    return code if code >= 500 else 400
 
 
 def jobs_enabled() -> bool:
@@ -207,10 +218,12 @@ def restore_confirm(request, pk: int):
     form = RestoreConfirmForm(request.POST or None, request=request)
     status = 200
     if request.method == "POST":
+        failure = None
         if form.is_valid() and jobs_enabled():
             try:
                 job = restore_job_start(clinic=request.tenant, record=record, user=request.user)
             except (BackupError, ImproperlyConfigured) as error:
+                failure = error
                 form.add_error(None, f"No se restauró nada: {_error_text(error)}")
             else:
                 logger.info("Restauración pedida desde la página por %s (%s)", request.user.email, record.file_name)
@@ -221,11 +234,12 @@ def restore_confirm(request, pk: int):
                     request, lambda: backup_restore(clinic=request.tenant, record=record, user=request.user)
                 )
             except (BackupError, ImproperlyConfigured) as error:
+                failure = error
                 form.add_error(None, f"No se restauró nada: {_error_text(error)}")
             else:
                 logger.info("Clínica restaurada desde la página por %s (%s)", request.user.email, record.file_name)
                 return _restored(request, restore)
-        status = 400
+        status = _failure_status(failure)
     context = {"clinic": request.tenant, "record": record, "form": form, "keep_days": settings.BACKUP_RESTORE_KEEP_DAYS}
     return render(request, "backups_page/restore_confirm.html", context, status=status)
 
@@ -247,6 +261,7 @@ def restore_upload(request):
             if rejected is not None:
                 return rejected
             form = UploadRestoreForm(request.POST, request.FILES, request=request)
+            failure = None
             if form.is_valid() and jobs_enabled():
                 uploaded = form.cleaned_data["file"]
                 try:
@@ -260,6 +275,7 @@ def restore_upload(request):
                         uploaded_sha256=sha256,
                     )
                 except (BackupError, ImproperlyConfigured) as error:
+                    failure = error
                     form.add_error(None, f"No se restauró nada: {_error_text(error)}")
                 else:
                     logger.info("Restauración pedida desde un archivo por %s (%s)", request.user.email, uploaded.name)
@@ -272,11 +288,12 @@ def restore_upload(request):
                         lambda: upload_restore(clinic=request.tenant, uploaded_file=uploaded, user=request.user),
                     )
                 except (BackupError, ImproperlyConfigured) as error:
+                    failure = error
                     form.add_error(None, f"No se restauró nada: {_error_text(error)}")
                 else:
                     logger.info("Clínica restaurada desde un archivo por %s (%s)", request.user.email, uploaded.name)
                     return _restored(request, restore)
-            status = 400
+            status = _failure_status(failure)
     if form is None:
         form = UploadRestoreForm(request=request)
     context = {

@@ -213,6 +213,29 @@ def test_restore_needs_the_clinics_name_and_the_password(committed):
         assert not BackupRestore.objects.exists()
 
 
+def test_a_server_fault_restoring_in_the_request_answers_500_with_the_admins_message_only(
+    committed, settings, tmp_path, caplog
+):
+    """Without a broker the page restores in the request: a server fault (no psql)
+    is a 500 with the clinic admin's message; the path and psql's words go to the log."""
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-psql-here")
+    client = page_client(alfa, user=alfa.admin)
+
+    response = client.post(
+        f"{PAGE}{record.pk}/restaurar/", {"confirm_name": "Clínica Alfa Ñandú", "password": PASSWORD}
+    )
+
+    assert response.status_code == 500
+    body = html(response)
+    assert "No se restauró nada: La restauración falló por un error del servidor" in body
+    assert str(tmp_path) not in body and "psql" not in body
+    assert str(tmp_path) in caplog.text
+    with schema_context("alfa"):
+        assert list(BackupRestore.objects.values_list("status", flat=True)) == ["failed"]
+
+
 def test_delete_needs_the_password_and_removes_record_object_and_manifest_together(committed, settings):
     alfa = committed["alfa"]
     older = backup_create(clinic=alfa.clinic, backup_type="manual", user=alfa.admin)
