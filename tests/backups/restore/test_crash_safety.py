@@ -27,9 +27,8 @@ from apps.backups.engine.psql import APPLICATION_NAME as PSQL_APPLICATION_NAME
 from apps.backups.errors import RestoreError
 from apps.backups.models import BackupRestore
 from apps.backups.restore.swap import INCOMING_MARK, backup_restore, restore_leftover_schemas_list
-from apps.backups.services import backup_create, backup_open_plain
 from tests.backups.conftest import pg_client_wrap
-from tests.backups.restore.test_swap import change_clinic_data, schemas
+from tests.backups.restore.test_swap import schemas
 from tests.support.database import table_hashes
 from tests.support.processes import subprocess_env
 
@@ -77,19 +76,19 @@ def kill_points(plain: bytes) -> list[tuple[str, int]]:
     return points
 
 
-@pytest.fixture
-def backed_up_and_changed(committed):
-    """alfa backed up, then changed: (record, plain dump, hashes and schemas before any restore)."""
-    alfa = committed["alfa"]
-    record = backup_create(clinic=alfa.clinic, backup_type="manual")
-    with backup_open_plain(record=record) as chunks:
-        plain = b"".join(chunks)
-    change_clinic_data("alfa")
-    return record, plain, table_hashes("alfa"), schemas()
-
-
 def real_psql() -> str:
     return find_client("psql", min_major=server_major(connection)).path
+
+
+def feeder_killing_psql(real: str) -> str:
+    """A psql wrapper's body: psql gets exactly the first ``$KILL_AT`` bytes of its
+    script, then the feeder (the wrapper's parent) gets ``$KILL_SIGNAL`` (KILL by
+    default), and psql's input ends once the feeder is gone (reaped)."""
+    return f"""
+{{ head -c "$KILL_AT"; kill -"${{KILL_SIGNAL:-KILL}}" "$PPID"
+   n=0; while kill -0 "$PPID" 2>/dev/null && [ $n -lt 1200 ]; do sleep 0.05; n=$((n + 1)); done
+}} | {real} "$@"
+"""
 
 
 def commit_offset(plain: bytes) -> int:
@@ -119,17 +118,7 @@ def test_killing_the_feeder_anywhere_commits_nothing(backed_up_and_changed, sett
     # once the feeder is dead: from psql's side, a feeder killed after writing
     # KILL_AT bytes. (Passing on what the feeder had written ahead into the pipe
     # would move the cut by up to a pipe's buffer, past the points aimed at.)
-    pg_client_wrap(
-        settings,
-        tmp_path / "bin",
-        "psql",
-        real_psql(),
-        f"""
-{{ head -c "$KILL_AT"; kill -"$KILL_SIGNAL" "$PPID"
-   n=0; while kill -0 "$PPID" 2>/dev/null && [ $n -lt 1200 ]; do sleep 0.05; n=$((n + 1)); done
-}} | {real_psql()} "$@"
-""",
-    )
+    pg_client_wrap(settings, tmp_path / "bin", "psql", real_psql(), feeder_killing_psql(real_psql()))
     commit = commit_offset(plain)
     points = kill_points(plain) + closing_points(plain) + [("tras COMMIT, antes de la marca", commit + 8)]
     signals = ["KILL", "TERM"]
