@@ -33,7 +33,8 @@ from django_tenants.utils import tenant_context
 
 from apps.backups.api.responses import backup_download_response
 from apps.backups.api.serializers import BackupJobSerializer
-from apps.backups.errors import BackupError
+from apps.backups.api.uploads import upload_space_guard
+from apps.backups.errors import BackupError, UploadSpaceError
 from apps.backups.jobs.models import BackupJob
 from apps.backups.jobs.progress import PHASE_LABELS
 from apps.backups.jobs.services import backup_job_start, restore_job_start
@@ -257,10 +258,15 @@ def restore_upload(request):
         except BackupError as error:
             refused, status = str(error), 400
         else:
-            rejected = CsrfViewMiddleware(lambda _request: None).process_view(request, None, (), {})
+            try:
+                with upload_space_guard(request):  # the CSRF check reads the body first
+                    rejected = CsrfViewMiddleware(lambda _request: None).process_view(request, None, (), {})
+                    files = request.FILES
+            except UploadSpaceError as error:
+                return _upload_page(request, form=None, refused=str(error), status=error.status_code)
             if rejected is not None:
                 return rejected
-            form = UploadRestoreForm(request.POST, request.FILES, request=request)
+            form = UploadRestoreForm(request.POST, files, request=request)
             failure = None
             if form.is_valid() and jobs_enabled():
                 uploaded = form.cleaned_data["file"]
@@ -294,11 +300,13 @@ def restore_upload(request):
                     logger.info("Clínica restaurada desde un archivo por %s (%s)", request.user.email, uploaded.name)
                     return _restored(request, restore)
             status = _failure_status(failure)
-    if form is None:
-        form = UploadRestoreForm(request=request)
+    return _upload_page(request, form=form, refused=refused, status=status)
+
+
+def _upload_page(request, *, form: UploadRestoreForm | None, refused: str, status: int):
     context = {
         "clinic": request.tenant,
-        "form": form,
+        "form": form or UploadRestoreForm(request=request),
         "keep_days": settings.BACKUP_RESTORE_KEEP_DAYS,
         "max_upload": settings.MAX_RESTORE_UPLOAD_SIZE,
         "refused": refused,
