@@ -124,6 +124,8 @@ PUBLIC_SCHEMA_NAME = "public"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 
 MIDDLEWARE = [
+    # First: the platform's health check answers whatever host it sends (config/liveness.py).
+    "config.liveness.LivenessMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The page's CSS and JavaScript, served by the project itself (no CDN).
@@ -229,7 +231,10 @@ AUTH_LOCKOUT_MAX_MINUTES = env_int("AUTH_LOCKOUT_MAX_MINUTES", 24 * 60)
 AXES_FAILURE_LIMIT = AUTH_LOCKOUT_FAILURES
 AXES_COOLOFF_TIME = "apps.users.sign_ins.sign_in_cool_off"
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one reaching the limit locks
-AXES_RESET_ON_SUCCESS = True
+# A success clears that account's own failures only (apps.users.signals): axes' reset would also
+# clear every failure from the signing-in address, so a colleague could guess the admin's password
+# for ever by signing in as themself between guesses.
+AXES_RESET_ON_SUCCESS = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_CLIENT_IP_CALLABLE = "apps.users.sign_ins.client_address"
 AXES_USERNAME_CALLABLE = "apps.users.sign_ins.sign_in_username"

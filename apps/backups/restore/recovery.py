@@ -256,7 +256,7 @@ def _drill(clinic: Clinic, progress: Progress | None) -> DrillResult:
 def _drill_failure_alert(clinic: Clinic, result: DrillResult) -> None:
     if result.passed:
         return
-    from apps.backups.monitoring.alerts import drill_failure_alert
+    from apps.backups.alerts import drill_failure_alert
 
     detail = result.error or ", ".join(
         f"{table}: manifiesto {expected}, restaurado {actual}"

@@ -535,7 +535,7 @@ def last_restore_at() -> datetime | None:
 
 
 def _restore_failure_alert(*, schema_name: str, file_name: str, message: str) -> None:
-    from apps.backups.monitoring.alerts import restore_failure_alert
+    from apps.backups.alerts import restore_failure_alert
     from apps.tenants.models import Clinic
 
     clinic = Clinic.objects.filter(schema_name=schema_name).first()
