@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -57,3 +58,19 @@ def _configure() -> None:
 
 
 _configure()
+
+
+@worker_init.connect
+def _refuse_transaction_pooler(**kwargs) -> None:
+    """A worker behind a transaction-mode pooler (one clinic could see another's data)
+    does not start, like the web server (``config/wsgi.py``): no job is taken and
+    then lost at its first query (``apps/tenants/pooler.py``, tenants.E001)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from apps.tenants.pooler import refuse_transaction_pooler
+
+    try:
+        refuse_transaction_pooler()
+    except ImproperlyConfigured as error:
+        # Celery logs and ignores a receiver's Exception; SystemExit stops the worker.
+        raise SystemExit(f"ImproperlyConfigured: {error}") from None

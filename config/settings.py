@@ -124,6 +124,8 @@ PUBLIC_SCHEMA_NAME = "public"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 
 MIDDLEWARE = [
+    # First: the platform's health check answers whatever host it sends (config/liveness.py).
+    "config.liveness.LivenessMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The page's CSS and JavaScript, served by the project itself (no CDN).
@@ -223,13 +225,19 @@ SIMPLE_JWT = {
 
 # Sign-in protection (django-axes; README: "Security"). Failures are counted in the
 # database (each clinic's schema), so every web process shares them.
-AUTH_LOCKOUT_FAILURES = env_int("AUTH_LOCKOUT_FAILURES", 5)
+AUTH_LOCKOUT_FAILURES = env_int("AUTH_LOCKOUT_FAILURES", 5)  # for one account
+# From one address, over any accounts: a clinic's staff share their office's address.
+AUTH_LOCKOUT_ADDRESS_FAILURES = env_int("AUTH_LOCKOUT_ADDRESS_FAILURES", 20)
 AUTH_LOCKOUT_MINUTES = env_int("AUTH_LOCKOUT_MINUTES", 15)  # first cool-down; doubled per further lockout
 AUTH_LOCKOUT_MAX_MINUTES = env_int("AUTH_LOCKOUT_MAX_MINUTES", 24 * 60)
 AXES_FAILURE_LIMIT = AUTH_LOCKOUT_FAILURES
 AXES_COOLOFF_TIME = "apps.users.sign_ins.sign_in_cool_off"
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one reaching the limit locks
-AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one reaching its limit locks
+AXES_HANDLER = "apps.users.sign_in_handler.SignInAttemptsHandler"  # the address's own limit
+# A success clears that account's own failures only (apps.users.signals): axes' reset would also
+# clear every failure from the signing-in address, so a colleague could guess the admin's password
+# for ever by signing in as themself between guesses.
+AXES_RESET_ON_SUCCESS = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_CLIENT_IP_CALLABLE = "apps.users.sign_ins.client_address"
 AXES_USERNAME_CALLABLE = "apps.users.sign_ins.sign_in_username"

@@ -59,6 +59,16 @@ def test_the_issues_four_warnings_come_back_if_https_is_switched_off(clinics, tm
         assert warning in result.stderr
 
 
+def test_the_deploy_check_says_why_https_is_off_with_local_host_names(clinics, tmp_path):
+    """The issue's own try: DJANGO_DEBUG=false and a real key, host names left local."""
+    env = subprocess_env(tmp_path) | {k: v for k, v in PRODUCTION.items() if k != "DJANGO_ALLOWED_HOSTS"}
+    result = run(["manage.py", "check", "--deploy"], env)
+    assert "config.I001" in result.stdout + result.stderr
+    assert "DJANGO_ALLOWED_HOSTS" in result.stdout + result.stderr
+    production = run(["manage.py", "check", "--deploy"], subprocess_env(tmp_path) | PRODUCTION)
+    assert "config.I001" not in production.stdout + production.stderr
+
+
 def test_local_runs_stay_on_plain_http(clinics, tmp_path):
     env = {k: v for k, v in subprocess_env(tmp_path).items() if not k.startswith("DJANGO_")}
     values = shown(env)  # make demo / make serve: DJANGO_DEBUG unset, local host names

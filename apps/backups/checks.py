@@ -36,19 +36,17 @@ def encryption_keys_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
 @checks.register(checks.Tags.security)
 def storage_public_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """A bucket anyone can read exposes every clinic's manifest (name, domains, row
-    counts) and, unencrypted, its data. One request, not retried: a check must not hang."""
+    counts) and, unencrypted, its data. One request, not retried, with a short
+    time-out: Django runs this check before most management commands."""
     from django.core.exceptions import ImproperlyConfigured
 
     from apps.backups.errors import StorageError
     from apps.backups.storage import get_backup_storage
-    from apps.backups.storage.retry import RetryPolicy
 
     try:
-        storage = get_backup_storage()
+        storage = get_backup_storage(for_check=True)
     except ImproperlyConfigured:
         return []  # reported when the backend is used, with its own hint
-    if hasattr(storage, "retry"):
-        storage.retry = RetryPolicy(max_attempts=1)
     try:
         problem = storage.public_access_problem()
     except StorageError as error:

@@ -54,6 +54,7 @@ OPERATIONS = {
     "restore": "una restauración",
     "drill": "un simulacro de restauración",
     "recovery": "una recuperación desde el almacenamiento",
+    "history": "una reconstrucción del historial de backups",
 }
 
 

@@ -33,7 +33,8 @@ from django_tenants.utils import tenant_context
 
 from apps.backups.api.responses import backup_download_response
 from apps.backups.api.serializers import BackupJobSerializer
-from apps.backups.errors import BackupError
+from apps.backups.api.uploads import upload_space_guard
+from apps.backups.errors import BackupError, UploadSpaceError
 from apps.backups.jobs.models import BackupJob
 from apps.backups.jobs.progress import PHASE_LABELS
 from apps.backups.jobs.services import backup_job_start, restore_job_start
@@ -58,7 +59,18 @@ CONFIG_ERROR = "El sistema de backups no está bien configurado; avisa al operad
 
 
 def _error_text(error: Exception) -> str:
-    return CONFIG_ERROR if isinstance(error, ImproperlyConfigured) else str(error)
+    """What the clinic admin reads: a server fault's plain message (its detail is
+    in the server log), a configuration error's hint, otherwise the error itself."""
+    if isinstance(error, ImproperlyConfigured):
+        return CONFIG_ERROR
+    return getattr(error, "public_message", None) or str(error)
+
+
+def _failure_status(error: Exception | None) -> int:
+    """A form refused for the admin's input, or an operation refused (busy,
+    not available), is a 400; a server fault keeps its 5xx (as in the API)."""
+    code = getattr(error, "status_code", 400)
+    return code if code >= 500 else 400
 
 
 def jobs_enabled() -> bool:
@@ -207,10 +219,12 @@ def restore_confirm(request, pk: int):
     form = RestoreConfirmForm(request.POST or None, request=request)
     status = 200
     if request.method == "POST":
+        failure = None
         if form.is_valid() and jobs_enabled():
             try:
                 job = restore_job_start(clinic=request.tenant, record=record, user=request.user)
             except (BackupError, ImproperlyConfigured) as error:
+                failure = error
                 form.add_error(None, f"No se restauró nada: {_error_text(error)}")
             else:
                 logger.info("Restauración pedida desde la página por %s (%s)", request.user.email, record.file_name)
@@ -221,11 +235,12 @@ def restore_confirm(request, pk: int):
                     request, lambda: backup_restore(clinic=request.tenant, record=record, user=request.user)
                 )
             except (BackupError, ImproperlyConfigured) as error:
+                failure = error
                 form.add_error(None, f"No se restauró nada: {_error_text(error)}")
             else:
                 logger.info("Clínica restaurada desde la página por %s (%s)", request.user.email, record.file_name)
                 return _restored(request, restore)
-        status = 400
+        status = _failure_status(failure)
     context = {"clinic": request.tenant, "record": record, "form": form, "keep_days": settings.BACKUP_RESTORE_KEEP_DAYS}
     return render(request, "backups_page/restore_confirm.html", context, status=status)
 
@@ -243,10 +258,16 @@ def restore_upload(request):
         except BackupError as error:
             refused, status = str(error), 400
         else:
-            rejected = CsrfViewMiddleware(lambda _request: None).process_view(request, None, (), {})
+            try:
+                with upload_space_guard(request):  # the CSRF check reads the body first
+                    rejected = CsrfViewMiddleware(lambda _request: None).process_view(request, None, (), {})
+                    files = request.FILES
+            except UploadSpaceError as error:
+                return _upload_page(request, form=None, refused=str(error), status=error.status_code)
             if rejected is not None:
                 return rejected
-            form = UploadRestoreForm(request.POST, request.FILES, request=request)
+            form = UploadRestoreForm(request.POST, files, request=request)
+            failure = None
             if form.is_valid() and jobs_enabled():
                 uploaded = form.cleaned_data["file"]
                 try:
@@ -260,6 +281,7 @@ def restore_upload(request):
                         uploaded_sha256=sha256,
                     )
                 except (BackupError, ImproperlyConfigured) as error:
+                    failure = error
                     form.add_error(None, f"No se restauró nada: {_error_text(error)}")
                 else:
                     logger.info("Restauración pedida desde un archivo por %s (%s)", request.user.email, uploaded.name)
@@ -272,16 +294,19 @@ def restore_upload(request):
                         lambda: upload_restore(clinic=request.tenant, uploaded_file=uploaded, user=request.user),
                     )
                 except (BackupError, ImproperlyConfigured) as error:
+                    failure = error
                     form.add_error(None, f"No se restauró nada: {_error_text(error)}")
                 else:
                     logger.info("Clínica restaurada desde un archivo por %s (%s)", request.user.email, uploaded.name)
                     return _restored(request, restore)
-            status = 400
-    if form is None:
-        form = UploadRestoreForm(request=request)
+            status = _failure_status(failure)
+    return _upload_page(request, form=form, refused=refused, status=status)
+
+
+def _upload_page(request, *, form: UploadRestoreForm | None, refused: str, status: int):
     context = {
         "clinic": request.tenant,
-        "form": form,
+        "form": form or UploadRestoreForm(request=request),
         "keep_days": settings.BACKUP_RESTORE_KEEP_DAYS,
         "max_upload": settings.MAX_RESTORE_UPLOAD_SIZE,
         "refused": refused,

@@ -9,5 +9,6 @@ class TenantsConfig(AppConfig):
     def ready(self):
         from apps.tenants import checks  # noqa: F401 (registers the system checks)
         from apps.tenants.pooler import refuse_pooled_connection
+        from config import checks as config_checks  # noqa: F401 (the deploy check's note on HTTPS)
 
         connection_created.connect(refuse_pooled_connection, dispatch_uid="refuse_pooled_connection")

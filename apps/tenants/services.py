@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -113,3 +115,33 @@ def clinic_time_zone_update(*, clinic: Clinic, time_zone: str) -> Clinic:
     clinic.full_clean(exclude=["created_on"], validate_unique=False)
     clinic.save(update_fields=["time_zone"])
     return clinic
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def platform_domain_add(*, domain: str) -> Domain:
+    """Make ``domain`` one of the platform's (the public tenant's, created if missing):
+    ``/admin/`` and ``/health/backups/`` answer only there. Idempotent; a clinic's
+    domain or something that is not a host name is refused (``ValidationError``)."""
+    domain = domain.strip().lower()
+    if not _HOST_NAME.match(domain):
+        raise ValidationError(
+            f"«{domain}» no es un nombre de dominio (sin https:// ni puerto; p. ej. admin.psicoadmin.com)."
+        )
+    public, _ = Clinic.objects.get_or_create(schema_name=settings.PUBLIC_SCHEMA_NAME, defaults={"name": "PsicoAdmin"})
+    existing = Domain.objects.select_related("tenant").filter(domain=domain).first()
+    if existing is not None:
+        if existing.tenant_id != public.pk:
+            raise ValidationError(f"«{domain}» es el dominio de la clínica {existing.tenant.name}.")
+        return existing
+    is_primary = not Domain.objects.filter(tenant=public, is_primary=True).exists()
+    return Domain.objects.create(domain=domain, tenant=public, is_primary=is_primary)
+
+
+def platform_domains() -> list[str]:
+    return list(
+        Domain.objects.filter(tenant__schema_name=settings.PUBLIC_SCHEMA_NAME)
+        .order_by("-is_primary", "domain")
+        .values_list("domain", flat=True)
+    )

@@ -1,6 +1,9 @@
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in
 from rest_framework import serializers
+from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from apps.users.authentication import (
@@ -48,6 +51,8 @@ class ClinicTokenRefreshSerializer(TokenRefreshSerializer):
         refresh = RefreshToken(attrs["refresh"])  # a blacklisted (revoked, rotated-away) token stops here
         ensure_token_belongs_to_current_clinic(refresh)
         ensure_token_issued_after_last_restore(refresh)
+        if not get_user_model().objects.filter(pk=refresh.get(api_settings.USER_ID_CLAIM)).exists():
+            raise InvalidToken("El usuario del token no existe.")  # deleted: 401, not simplejwt's DoesNotExist (404)
         return super().validate(attrs)
 
 

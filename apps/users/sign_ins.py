@@ -100,6 +100,16 @@ def lockout_response(request, original_response=None, credentials=None) -> HttpR
     return response
 
 
+def account_failures_clear(*, username: str) -> int:
+    """A successful sign-in ends the count of failures for that account (from any
+    address), and only for it: failures from the same address against other
+    accounts still count. Returns how many attempt rows were removed."""
+    from axes.models import AccessAttempt
+
+    removed, _ = AccessAttempt.objects.filter(username=username.strip().lower()).delete()
+    return removed
+
+
 def sign_ins_recent(*, limit: int = 100, email: str | None = None) -> list[dict]:
     """The current clinic's latest sign-ins, failed and successful, newest first."""
     from axes.models import AccessFailureLog, AccessLog

@@ -11,6 +11,7 @@ from apps.users.authentication import now_us
 from apps.users.models import User
 from apps.users.reauth import SESSION_AUTH_TIME_KEY
 from apps.users.services import user_tokens_revoke
+from apps.users.sign_ins import account_failures_clear
 
 
 @receiver(pre_save, sender=User)
@@ -35,3 +36,10 @@ def _note_session_sign_in_time(sender, request, user, via_token: bool = False, *
     """A session login (admin, a clinic's HTML page) remembers when, for re-authentication."""
     if not via_token and request is not None and hasattr(request, "session"):
         request.session[SESSION_AUTH_TIME_KEY] = now_us()
+
+
+@receiver(user_logged_in)
+def _clear_the_accounts_failures(sender, request, user, **kwargs) -> None:
+    """Any successful sign-in (token, clinic page, admin) clears that account's failures only
+    (``AXES_RESET_ON_SUCCESS`` is off: it clears every failure from the address too)."""
+    account_failures_clear(username=user.get_username())

@@ -64,3 +64,17 @@ def real_pg_dump() -> str:
 
     os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
     return find_client("pg_dump", min_major=server_major(connection)).path
+
+
+@pytest.fixture
+def backed_up_and_changed(committed):
+    """alfa backed up, then changed: (record, plain dump, hashes and schemas before any restore)."""
+    from apps.backups.services import backup_create, backup_open_plain
+    from tests.backups.restore.test_swap import change_clinic_data, schemas
+    from tests.support.database import table_hashes
+
+    record = backup_create(clinic=committed["alfa"].clinic, backup_type="manual")
+    with backup_open_plain(record=record) as chunks:
+        plain = b"".join(chunks)
+    change_clinic_data("alfa")
+    return record, plain, table_hashes("alfa"), schemas()

@@ -226,3 +226,29 @@ def test_a_restore_in_another_process_refuses_backups_and_the_scheduler_skips_wi
             backup_schedule="disabled", backup_failures=0, backup_retry_at=None, last_backup_at=None
         )
         ScheduledBackupClaim.objects.all().delete()
+
+
+def test_a_history_rebuild_waits_for_no_restore_but_runs_beside_a_backup(committed, tmp_path):
+    """rebuild_backup_history writes the clinic's records: during a restore's swap they
+    would be set aside with the old schema, so a restore (or drill, recovery) refuses it."""
+    alfa = committed["alfa"]
+    backup_create(clinic=alfa.clinic, backup_type="manual")
+    with schema_context("alfa"):
+        BackupRecord.objects.all().delete()  # the history to rebuild from the manifest
+    restore = lock_holder(tmp_path, None, "alfa", "restore", "exclusive")
+    try:
+        with pytest.raises(CommandError, match="ocupada: hay una restauración en curso"):
+            call_command("rebuild_backup_history", "alfa")
+        with schema_context("alfa"):
+            assert not BackupRecord.objects.exists()
+    finally:
+        restore.stdin.close()
+        restore.wait(timeout=60)
+    backup = lock_holder(tmp_path, None, "alfa", "backup", "shared")
+    try:
+        call_command("rebuild_backup_history", "alfa")
+        with schema_context("alfa"):
+            assert BackupRecord.objects.filter(status="succeeded").count() == 1
+    finally:
+        backup.stdin.close()
+        backup.wait(timeout=60)

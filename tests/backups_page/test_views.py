@@ -215,6 +215,60 @@ def test_restore_needs_the_clinics_name_and_the_password(committed):
         assert not BackupRestore.objects.exists()
 
 
+def test_a_server_fault_restoring_in_the_request_answers_500_with_the_admins_message_only(
+    committed, settings, tmp_path, caplog
+):
+    """Without a broker the page restores in the request: a server fault (no psql)
+    is a 500 with the clinic admin's message; the path and psql's words go to the log."""
+    alfa = committed["alfa"]
+    record = backup_create(clinic=alfa.clinic, backup_type="manual")
+    settings.BACKUP_PG_BIN_DIR = str(tmp_path / "no-psql-here")
+    client = page_client(alfa, user=alfa.admin)
+
+    response = client.post(
+        f"{PAGE}{record.pk}/restaurar/", {"confirm_name": "Clínica Alfa Ñandú", "password": PASSWORD}
+    )
+
+    assert response.status_code == 500
+    body = html(response)
+    assert "No se restauró nada: La restauración falló por un error del servidor" in body
+    assert str(tmp_path) not in body and "psql" not in body
+    assert str(tmp_path) in caplog.text
+    with schema_context("alfa"):
+        assert list(BackupRestore.objects.values_list("status", flat=True)) == ["failed"]
+
+
+@pytest.mark.parametrize("csrf_checked", [True, False])
+def test_an_upload_on_a_full_temporary_folder_is_a_507_that_says_so_and_keeps_no_space(
+    committed, settings, tmp_path, csrf_checked
+):
+    """As in the API: the page's restore upload that finds the server's temporary
+    folder full (a real 1 MB tmpfs) says why, and its partial file is removed at once.
+    (With CSRF checked, as in production, the check is what first reads the body.)"""
+    import os
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.support.disks import small_tmpfs
+
+    alfa = committed["alfa"]
+    client = page_client(alfa, user=alfa.admin, enforce_csrf_checks=csrf_checked)
+    with small_tmpfs(tmp_path / "tmpfs") as full_disk:
+        settings.FILE_UPLOAD_TEMP_DIR = str(full_disk)
+        settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # larger uploads go to a temporary file
+        upload = SimpleUploadedFile("backup-sql-alfa-2025-11-25-140530.sql", os.urandom(3 * 1024 * 1024))
+
+        response = client.post(
+            f"{PAGE}restaurar-archivo/", {"file": upload, "confirm_name": "Clínica Alfa Ñandú", "password": PASSWORD}
+        )
+
+        assert response.status_code == 507
+        assert "no tiene espacio" in html(response)
+        assert list(full_disk.iterdir()) == []  # gone now, not when the worker exits
+    with schema_context("alfa"):
+        assert not BackupRestore.objects.exists()
+
+
 def test_delete_needs_the_password_and_removes_record_object_and_manifest_together(committed, settings):
     alfa = committed["alfa"]
     older = backup_create(clinic=alfa.clinic, backup_type="manual", user=alfa.admin)

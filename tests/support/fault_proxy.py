@@ -26,6 +26,11 @@ initiated in 2010, which would make every open upload look abandoned).
 ``namespace_s3_errors = True`` rewrites S3 error replies the way Supabase's S3
 endpoint sends them: ``<Error xmlns="http://s3.amazonaws.com/doc/2006-03-01/">``
 (moto sends a bare ``<Error>``; botocore reads the code only from a bare one).
+
+``s3_upload_limit = N`` refuses, as Supabase's S3 endpoint does under the project's
+global upload limit, a ``PutObject`` over N bytes and the ``UploadPart`` with which a
+multipart object passes N bytes in all: 413 ``EntityTooLarge`` (namespaced), never
+forwarded (moto has no upload limit).
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class FaultProxy:
         self.hang_seconds = hang_seconds
         self.namespace_s3_errors = False
         self.s3_upload_times = False
+        self.s3_upload_limit: int | None = None
+        self.s3_upload_sizes: dict[str, dict[str, int]] = {}  # UploadId → part number → bytes
         self.upload_started: dict[bytes, str] = {}  # UploadId → ISO time the proxy saw it created
         self.lock = threading.Lock()
         self.requests_seen = 0
@@ -101,6 +108,7 @@ class FaultProxy:
         with self.lock:
             self.faults = {}
             self.matched_faults = []
+            self.s3_upload_limit = None
 
     def next_fault(self, request_line: str = "") -> Fault | None:
         with self.lock:
@@ -126,6 +134,13 @@ def _handler_for(proxy: FaultProxy):
         def _any(self):
             fault = proxy.next_fault(f"{self.command} {self.path}")
             body = self._request_body()
+            if fault is None and self._over_s3_upload_limit():
+                fault = Fault(
+                    "reply",
+                    status=413,
+                    body=s3_error_xml("EntityTooLarge", "The object exceeded the maximum allowed size"),
+                    content_type="application/xml",
+                )
             kind = fault.kind if fault else None
             if kind == "drop":
                 self._drop(body)
@@ -144,6 +159,20 @@ def _handler_for(proxy: FaultProxy):
                 self._answer(int(kind), f"fallo inyectado {kind}".encode(), "text/plain")
             else:
                 self._forward(body, fault)
+
+        def _over_s3_upload_limit(self) -> bool:
+            """A PutObject or UploadPart that takes its object past ``s3_upload_limit``."""
+            if proxy.s3_upload_limit is None or self.command != "PUT":
+                return False
+            size = int(self.headers.get("x-amz-decoded-content-length") or self.headers.get("Content-Length") or 0)
+            query = dict(part.partition("=")[::2] for part in self.path.partition("?")[2].split("&") if part)
+            upload_id = query.get("uploadId")
+            if upload_id:  # a part: the object so far, this part counted once however often it is sent
+                with proxy.lock:
+                    parts = proxy.s3_upload_sizes.setdefault(upload_id, {})
+                    parts[query.get("partNumber", "")] = size
+                    size = sum(parts.values())
+            return size > proxy.s3_upload_limit
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _any  # noqa: N815
 

@@ -11,6 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def free_port() -> int:
@@ -32,12 +33,30 @@ class _Inbox:
 
 
 class SmtpServer:
-    """``with SmtpServer() as smtp:`` a real SMTP server; ``smtp.messages`` holds what arrived."""
+    """``with SmtpServer() as smtp:`` a real SMTP server; ``smtp.messages`` holds what arrived.
+    With ``accounts`` ({user: password}) it requires AUTH (LOGIN or PLAIN, without TLS on
+    loopback) and refuses mail from a client that has not logged in; ``smtp.logins`` holds
+    the accepted logins."""
 
-    def __init__(self):
+    def __init__(self, accounts: dict[str, str] | None = None):
         self.inbox = _Inbox()
         self.port = free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        auth = {}
+        if accounts is not None:
+
+            def authenticate(server, session, envelope, mechanism, auth_data):
+                user, password = auth_data.login.decode(), auth_data.password.decode()
+                if accounts.get(user) != password:
+                    return AuthResult(success=False, handled=False)
+                self.inbox.logins.append((user, password))
+                return AuthResult(success=True)
+
+            auth = {"authenticator": authenticate, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **auth)
+
+    @property
+    def logins(self):
+        return self.inbox.logins
 
     @property
     def messages(self):

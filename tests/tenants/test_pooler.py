@@ -14,6 +14,7 @@ from django_tenants.utils import schema_context
 
 from apps.backups.models import BackupRecord
 from apps.tenants.pooler import pooler_problem
+from tests.support.celery_workers import worker_start
 from tests.support.pgbouncer import pgbouncer_running
 from tests.support.processes import subprocess_env
 
@@ -66,6 +67,15 @@ def test_commands_without_system_checks_stop_before_touching_a_clinic(transactio
     assert "tenants.E001" in result.stderr
     with schema_context("alfa"):
         assert not BackupRecord.objects.exists()
+
+
+def test_a_celery_worker_does_not_start_behind_a_transaction_pooler(transaction_pooler, worker_env, tmp_path):
+    """Jobs (backups, restores, drills) never run there: the worker stops before taking any."""
+    db = settings.DATABASES["default"]
+    env = worker_env | {"DATABASE_URL": transaction_pooler.url(user=db["USER"], dbname=db["NAME"])}
+    with pytest.raises(RuntimeError, match="did not start") as refused:
+        worker_start(name="pooled", env=env, folder=tmp_path / "workers").stop()
+    assert "tenants.E001" in str(refused.value) and "modo transacción" in str(refused.value)
 
 
 def test_a_session_mode_pooler_keeps_each_clinics_session_and_is_accepted(clinics, tmp_path):

@@ -70,11 +70,66 @@ def test_the_next_lockout_lasts_twice_as_long(alfa, settings):
 
 
 def test_one_address_trying_many_accounts_is_stopped(alfa, settings):
-    for n in range(settings.AUTH_LOCKOUT_FAILURES):
-        attempt(alfa, f"nadie{n}@alfa.com", "mal", address="198.51.100.9")
+    for n in range(settings.AUTH_LOCKOUT_ADDRESS_FAILURES - 1):
+        assert attempt(alfa, f"nadie{n}@alfa.com", "mal", address="198.51.100.9").status_code == 401
+    assert attempt(alfa, "nadie-mas@alfa.com", "mal", address="198.51.100.9").status_code == 429
     assert attempt(alfa, alfa.admin.email, PASSWORD, address="198.51.100.9").status_code == 429
     # The account itself was not attacked: from elsewhere it signs in.
     assert attempt(alfa, alfa.admin.email, PASSWORD, address="198.51.100.10").status_code == 200
+
+
+def test_an_office_of_colleagues_mistyping_once_each_is_not_locked_out(alfa, settings):
+    """Staff share their office's address: more colleagues than an account's limit
+    each mistype once, and the next one still signs in."""
+    office = "198.51.100.40"
+    assert settings.AUTH_LOCKOUT_ADDRESS_FAILURES > settings.AUTH_LOCKOUT_FAILURES
+    for n in range(settings.AUTH_LOCKOUT_FAILURES + 2):
+        assert attempt(alfa, f"colega{n}@alfa.com", "tecleo-mal", address=office).status_code == 401
+    assert attempt(alfa, alfa.staff.email, PASSWORD, address=office).status_code == 200
+
+
+def test_signing_in_as_another_account_between_guesses_does_not_reset_them(alfa, settings):
+    """A colleague who knows their own password guesses the administrator's from the same
+    address, signing in as themself between guesses: the guesses still add up."""
+    address = "198.51.100.20"
+    for n in range(settings.AUTH_LOCKOUT_FAILURES - 1):
+        assert attempt(alfa, alfa.admin.email, f"intento-{n}", address=address).status_code == 401
+        assert attempt(alfa, alfa.staff.email, PASSWORD, address=address).status_code == 200
+    assert attempt(alfa, alfa.admin.email, "otro-intento", address=address).status_code == 429
+    assert attempt(alfa, alfa.admin.email, PASSWORD, address="198.51.100.21").status_code == 429
+    with schema_context("alfa"):
+        assert AccessFailureLog.objects.filter(username=alfa.admin.email).count() == settings.AUTH_LOCKOUT_FAILURES
+
+
+def test_a_successful_sign_in_clears_that_accounts_own_failures(alfa, settings):
+    address = "198.51.100.30"
+    for _ in range(settings.AUTH_LOCKOUT_FAILURES - 1):
+        attempt(alfa, alfa.admin.email, "mal", address=address)
+    assert attempt(alfa, alfa.admin.email, PASSWORD, address=address).status_code == 200
+    for _ in range(settings.AUTH_LOCKOUT_FAILURES - 1):  # a new count: no lockout
+        assert attempt(alfa, alfa.admin.email, "mal", address="198.51.100.31").status_code == 401
+    assert attempt(alfa, alfa.admin.email, PASSWORD, address="198.51.100.31").status_code == 200
+
+
+def test_the_clinic_pages_sign_in_is_protected_too(alfa, settings):
+    from django.test import Client
+
+    page = Client(HTTP_HOST=alfa.domain)
+    email, address = alfa.admin.email, "192.0.2.60"
+    for n in range(settings.AUTH_LOCKOUT_FAILURES - 1):
+        wrong = page.post("/backups/entrar/", {"username": email, "password": f"mal-{n}"}, REMOTE_ADDR=address)
+        assert wrong.status_code == 200  # the form again, with its error
+    page.post("/backups/entrar/", {"username": email, "password": "mal"}, REMOTE_ADDR=address)
+    locked = page.post("/backups/entrar/", {"username": email, "password": PASSWORD}, REMOTE_ADDR=address)
+    assert locked.status_code == 429
+    assert "Demasiados intentos de inicio de sesión fallidos" in locked.content.decode()
+    assert locked["Retry-After"] == str(settings.AUTH_LOCKOUT_MINUTES * 60)
+    assert page.get("/backups/").status_code == 302  # not signed in
+
+    age_attempts("alfa", timedelta(minutes=settings.AUTH_LOCKOUT_MINUTES + 1))
+    signed_in = page.post("/backups/entrar/", {"username": email, "password": PASSWORD}, REMOTE_ADDR=address)
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/backups/"
+    assert page.get("/backups/").status_code == 200
 
 
 def test_a_lockout_in_one_clinic_does_not_lock_the_same_email_in_another(alfa, beta, settings):

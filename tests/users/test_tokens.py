@@ -106,6 +106,18 @@ def test_deactivation_revokes_tokens_for_good(alfa):
     assert refresh(alfa, sign_in(alfa)["refresh"]).status_code == 200
 
 
+def test_a_deleted_users_tokens_get_401(alfa):
+    with schema_context("alfa"):
+        user = User.objects.create_user("baja@alfa.com", PASSWORD, role=User.Role.CLINIC_ADMIN)
+    tokens = sign_in(alfa, user)
+    with schema_context("alfa"):
+        User.objects.filter(pk=user.pk).delete()
+    assert get_with(alfa, tokens["access"]).status_code == 401
+    refused = refresh(alfa, tokens["refresh"])
+    assert refused.status_code == 401
+    assert refused.json() == {"error": "El usuario del token no existe."}
+
+
 def test_other_saves_revoke_nothing(alfa):
     tokens = sign_in(alfa)
     with schema_context("alfa"):

@@ -3,7 +3,6 @@ one service, render. Errors are rendered by ``config.api_errors``."""
 
 from __future__ import annotations
 
-import errno
 import logging
 
 from django.conf import settings
@@ -26,7 +25,7 @@ from apps.backups.api.serializers import (
     RestoreListItemSerializer,
     RestoreUploadSerializer,
 )
-from apps.backups.errors import UploadSpaceError
+from apps.backups.api.uploads import upload_space_guard
 from apps.backups.jobs.services import backup_job_start, jobs_recent, restore_job_start
 from apps.backups.models import BackupJob, BackupRecord, BackupRestore
 from apps.backups.restore.swap import upload_backup_match, upload_size_check
@@ -76,23 +75,9 @@ def _job_accepted(request, job: BackupJob, message: str) -> Response:
 
 
 def _request_data(request):
-    """The parsed body; a full temporary folder while receiving an upload is a
-    507 that says so, and the partial temporary file is removed at once."""
-    try:
+    """The parsed body (a full temporary folder: see ``upload_space_guard``)."""
+    with upload_space_guard(request):
         return request.data
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        for handler in request.upload_handlers:
-            partial = getattr(handler, "file", None)
-            if partial is not None:
-                partial.close()  # a TemporaryUploadedFile: closing deletes it
-        folder = settings.FILE_UPLOAD_TEMP_DIR or "TMPDIR"
-        logger.error("Subida de restauración rechazada: %s en %s", error.strerror, folder)
-        raise UploadSpaceError(
-            "El servidor no tiene espacio para recibir el archivo (su carpeta temporal está llena); "
-            "no se restauró nada. Inténtalo más tarde o avisa al operador de la plataforma."
-        ) from None
 
 
 class CreateBackupView(APIView):

@@ -19,19 +19,13 @@ import threading
 from collections.abc import Iterable, Iterator
 
 from apps.backups.engine.pg_clients import PgClient, libpq_environment
+from apps.backups.engine.pg_messages import pg_values_removed
 from apps.backups.errors import RestoreFailedError
 
 STDERR_TAIL_LINES = 20
 APPLICATION_NAME = "psicoadmin-restore-psql"  # how operators (and tests) spot it in pg_stat_activity
 # Printed by psql only once COMMIT has succeeded: proof the load was committed.
 COMMITTED_MARKER = b"psicoadmin-restore-committed"
-
-
-def _without_row_data(line: str) -> str:
-    """psql quotes the failing row of a COPY (``CONTEXT:  COPY t, line 3: "…"``):
-    clinical data, which must not reach logs or errors. Keep table and line."""
-    head, quote, _ = line.partition(': "')
-    return head if quote and "COPY " in head else line
 
 
 def psql_script(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -66,7 +60,8 @@ def psql_run(*, client: PgClient, chunks: Iterable[bytes], database: dict | None
 
     def drain_stderr() -> None:
         for line in iter(process.stderr.readline, b""):
-            tail.append(_without_row_data(line.decode("utf-8", "replace").strip()))
+            # Row values PostgreSQL quotes (a COPY's row, a key, a failing row) are clinical data.
+            tail.append(pg_values_removed(line.decode("utf-8", "replace").strip()))
 
     def drain_stdout() -> None:
         for line in iter(process.stdout.readline, b""):

@@ -416,7 +416,7 @@ def scheduled_backups_enqueue(*, now: datetime | None = None) -> list[EnqueuedSl
     (``slot_take_over``), and only one can. A slot whose message was lost is
     claimed and enqueued again after that lease."""
     from apps.backups.jobs import tasks
-    from apps.backups.monitoring.alerts import health_alert_check
+    from apps.backups.monitoring.status import health_alert_check
     from apps.backups.scheduling.claims import QUEUED_PREFIX, slot_claim, worker_name
     from apps.backups.scheduling.selectors import backups_due
 

@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from apps.backups.alerts import health_change_alert
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.scheduling.rules import backup_missed_since, backup_next_due
 from apps.backups.selectors import schemas_with_backup_table
@@ -150,3 +152,11 @@ def clinics_overdue(*, now: datetime) -> tuple[int, list[OverdueClinic]]:
         if missed_since is not None and missed_since + grace < now:
             overdue.append(OverdueClinic(schema, name, schedule, last, missed_since, failures, retry_at))
     return checked, overdue
+
+
+def health_alert_check(*, now: datetime | None = None) -> str:
+    """Alert the operators when the backup health turns degraded, and when it is ok
+    again: called by every scheduler run and by ``/health/backups/``. Returns the status."""
+    now = now or timezone.now()
+    _checked, overdue = clinics_overdue(now=now)
+    return health_change_alert(overdue=overdue, now=now)

@@ -15,7 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from apps.backups.monitoring.alerts import health_alert_check
+from apps.backups.alerts import health_change_alert
 from apps.backups.monitoring.status import clinics_overdue
 
 
@@ -39,8 +39,8 @@ def backup_health(request: HttpRequest) -> JsonResponse:
         response["WWW-Authenticate"] = "Bearer"
         return response
     now = timezone.now()
-    health_alert_check(now=now)  # a change is announced to the operators once, whoever noticed it
     checked, overdue = clinics_overdue(now=now)
+    health_change_alert(overdue=overdue, now=now)  # a change is announced to the operators once, whoever noticed it
     body = {
         "status": "degraded" if overdue else "ok",
         "checked_at": now.isoformat(),

@@ -137,6 +137,14 @@ def clinic_recover_from_storage(
     return restored
 
 
+def backup_history_resync(*, clinic: Clinic, storage: BackupStorage | None = None) -> int:
+    """``backup_history_rebuild`` of a clinic in service (``rebuild_backup_history``):
+    beside its backups (a shared hold), never during a restore, drill or recovery,
+    whose swap would set the rows it writes aside with the old schema."""
+    with clinic_lock(schema_name=clinic.schema_name, operation="history", shared=True):
+        return backup_history_rebuild(clinic=clinic, storage=storage)
+
+
 def backup_history_rebuild(*, clinic: Clinic, storage: BackupStorage | None = None) -> int:
     """Make the clinic's BackupRecord rows agree with the manifests in storage:
     missing records are created, records of stored backups marked succeeded.
@@ -256,7 +264,7 @@ def _drill(clinic: Clinic, progress: Progress | None) -> DrillResult:
 def _drill_failure_alert(clinic: Clinic, result: DrillResult) -> None:
     if result.passed:
         return
-    from apps.backups.monitoring.alerts import drill_failure_alert
+    from apps.backups.alerts import drill_failure_alert
 
     detail = result.error or ", ".join(
         f"{table}: manifiesto {expected}, restaurado {actual}"

@@ -224,7 +224,8 @@ def swap_in(
     """One transaction: history copied in, live schema set aside, incoming renamed
     to the clinic's schema, the restore recorded. Returns the saved restore row."""
     now = timezone.now()
-    previous = side_schema_name(schema_name, PREVIOUS_MARK, now) if schema_exists(schema_name) else ""
+    # Random hex too: a small clinic's next restore can swap in within the same second.
+    previous = side_schema_name(schema_name, PREVIOUS_MARK, now, unique=True) if schema_exists(schema_name) else ""
     with transaction.atomic(), connection.cursor() as cursor:
         if previous and keep_history_from_live:
             _history_copy(cursor, source=schema_name, target=incoming)
@@ -534,7 +535,7 @@ def last_restore_at() -> datetime | None:
 
 
 def _restore_failure_alert(*, schema_name: str, file_name: str, message: str) -> None:
-    from apps.backups.monitoring.alerts import restore_failure_alert
+    from apps.backups.alerts import restore_failure_alert
     from apps.tenants.models import Clinic
 
     clinic = Clinic.objects.filter(schema_name=schema_name).first()

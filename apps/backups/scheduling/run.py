@@ -22,11 +22,11 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.alerts import backup_failure_alert, backup_recovery_alert
 from apps.backups.engine.progress import Progress
 from apps.backups.errors import BackupError, BackupInterruptedError, ClinicBusyError, ScheduleInFutureError
 from apps.backups.interrupts import stop_requested
 from apps.backups.models import BackupRecord
-from apps.backups.monitoring.alerts import backup_failure_alert, backup_recovery_alert, health_alert_check
 from apps.backups.scheduling.claims import LeaseKeeper, slot_claim, slot_finish, slot_release, worker_name
 from apps.backups.scheduling.rules import DISABLED, SCHEDULED, backup_due_slot, retry_delay
 from apps.backups.scheduling.selectors import DueBackup, backups_due
@@ -79,8 +79,6 @@ def scheduled_backups_run(
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backup") as pool:
             outcomes = list(pool.map(_in_own_connection(perform), due))
-    # Every minute, so operators hear of a degraded health even if nobody polls /health/backups/.
-    health_alert_check(now=now)
     return outcomes
 
 

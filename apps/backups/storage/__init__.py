@@ -24,7 +24,15 @@ BACKENDS = {
 __all__ = ["BackupStorage", "StoredObject", "get_backup_storage"]
 
 
-def get_backup_storage() -> BackupStorage:
+# A system check asks a remote backend one question before every management
+# command that runs checks: it must not keep an operator waiting for a storage
+# outage (``BACKUP_STORAGE_TIMEOUT`` is 60 s and the retries outlast a restart).
+CHECK_TIMEOUT_SECONDS = 5
+
+
+def get_backup_storage(*, for_check: bool = False) -> BackupStorage:
+    """The configured backend; ``for_check``: one attempt per request, at most
+    ``CHECK_TIMEOUT_SECONDS`` of waiting (a system check, not a backup)."""
     name = settings.BACKUP_STORAGE_BACKEND
     try:
         backend_class = import_string(BACKENDS.get(name, name))
@@ -32,7 +40,10 @@ def get_backup_storage() -> BackupStorage:
         raise ImproperlyConfigured(
             f"BACKUP_STORAGE_BACKEND={name!r} no se puede cargar ({error}). Opciones: {', '.join(BACKENDS)}."
         ) from None
-    return backend_class(**backend_options(name))
+    options = backend_options(name)
+    if for_check and "timeout" in options:
+        options |= {"timeout": min(options["timeout"], CHECK_TIMEOUT_SECONDS), "retry": RetryPolicy(max_attempts=1)}
+    return backend_class(**options)
 
 
 def backend_options(name: str) -> dict:

@@ -18,6 +18,7 @@ from storage3.exceptions import StorageApiError
 from tests.support.fake_supabase import ANON_KEY, FOREIGN_SERVICE_ROLE_KEY, SERVICE_ROLE_KEY, FakeSupabaseStorage
 
 KB = 1024
+MB = 1024 * KB
 
 
 @pytest.fixture
@@ -55,6 +56,16 @@ def test_routes_are_served_with_and_without_the_storage_v1_prefix(stand_in):
         response = raw(server, "GET", f"bucket/{bucket}", prefix=prefix)
         assert response.status_code == 200 and response.json()["name"] == bucket
     assert str(files(server, bucket)._base_url).endswith("/storage/v1/")  # what the client builds
+
+
+def test_the_backend_addresses_a_hosted_project_under_storage_v1():
+    """The backend must work with a real ``https://<ref>.supabase.co``: its requests
+    (the client's and its own raw ones) go to ``…/storage/v1/…``."""
+    from apps.backups.storage.supabase import SupabaseBackupStorage
+
+    storage = SupabaseBackupStorage(url="https://abcdefghij.supabase.co", key=SERVICE_ROLE_KEY, bucket="backups")
+    assert storage.storage_url == "https://abcdefghij.supabase.co/storage/v1"
+    assert str(storage.files._base_url) == "https://abcdefghij.supabase.co/storage/v1/"
 
 
 # -- Keys and errors ------------------------------------------------------------------------------
@@ -200,6 +211,31 @@ def test_the_clients_download_returns_the_whole_object_as_bytes(stand_in):
 # -- Availability ---------------------------------------------------------------------------------
 
 
+def test_a_restart_finishes_the_requests_in_flight(tmp_path):
+    """On SIGTERM the real server finishes what it is serving, then stops: a download
+    under way when the stand-in restarts is read to its end."""
+    server = FakeSupabaseStorage(tmp_path / "en-curso").start()
+    try:
+        server.bucket_create("backups")
+        data = bytes(range(256)) * (128 * KB)  # 32 MB: far more than the sockets buffer
+        files(server, "backups").upload("a/x", data)
+        with httpx.stream(
+            "GET", f"{server.url}/storage/v1/object/authenticated/backups/a/x", headers=_service_headers(), timeout=10
+        ) as response:
+            chunks = response.iter_bytes(64 * KB)
+            received = [next(chunks)]
+            server.restart(down_seconds=1.0, wait=False)
+            received += list(chunks)
+        assert b"".join(received) == data
+        server.restarted.wait(10)
+    finally:
+        server.stop()
+
+
+def _service_headers() -> dict[str, str]:
+    return {"apikey": SERVICE_ROLE_KEY, "Authorization": f"Bearer {SERVICE_ROLE_KEY}"}
+
+
 def test_a_restart_fails_requests_made_while_it_is_down(tmp_path):
     """The stand-in can stop and come back on the same port (a restart); requests
     made meanwhile are refused, the same request after it works."""
@@ -280,18 +316,25 @@ def test_s3_retried_complete_after_a_lost_reply_gets_no_such_upload(s3_namespace
     assert client.head_object(Bucket=bucket, Key="a/grande")["ContentLength"] == 100  # it was completed
 
 
-def test_s3_size_limit_refusal_as_the_endpoint_sends_it(s3_namespaced):
-    """moto has no upload limit: the proxy answers as Supabase's S3 endpoint does."""
+def test_s3_global_upload_limit_refuses_a_put_and_the_part_that_passes_it(s3_namespaced):
+    """moto has no upload limit: the proxy applies the project's global one as Supabase's
+    S3 endpoint does, to a PutObject and to every part of a multipart upload."""
     from botocore.exceptions import ClientError
 
-    from tests.support.fault_proxy import s3_error_xml
-
     client, bucket, proxy = s3_namespaced
-    proxy.reply(413, s3_error_xml("EntityTooLarge", "The object exceeded the maximum allowed size"))
+    proxy.s3_upload_limit = 6 * MB
+    client.put_object(Bucket=bucket, Key="a/cabe", Body=b"x" * (6 * MB))
     with pytest.raises(ClientError) as raised:
-        client.put_object(Bucket=bucket, Key="a/x", Body=b"x")
+        client.put_object(Bucket=bucket, Key="a/x", Body=b"x" * (6 * MB + 1))
     assert raised.value.response["Code"] == "EntityTooLarge"
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    upload = client.create_multipart_upload(Bucket=bucket, Key="a/grande")["UploadId"]
+    for _attempt in range(2):  # a part sent again counts once
+        client.upload_part(Bucket=bucket, Key="a/grande", UploadId=upload, PartNumber=1, Body=b"x" * (5 * MB))
+    with pytest.raises(ClientError) as raised:  # 10 MB in all: past the limit
+        client.upload_part(Bucket=bucket, Key="a/grande", UploadId=upload, PartNumber=2, Body=b"x" * (5 * MB))
+    assert raised.value.response["Code"] == "EntityTooLarge"
+    assert [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])] == ["a/cabe"]
 
 
 def test_lost_and_late_replies_reach_the_server(stand_in, supabase_server):

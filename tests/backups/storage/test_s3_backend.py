@@ -76,6 +76,19 @@ def test_entity_too_large_names_the_object_and_what_raises_the_limit(s3):
     assert s3.raw_keys() == []  # the upload was aborted
 
 
+def test_a_multipart_backup_past_the_global_upload_limit_is_refused_with_what_raises_it(s3):
+    """The proxy applies the project's global limit as Supabase's S3 endpoint does: to the
+    parts too (EntityTooLarge on the part that passes it), so multipart does not get around it."""
+    s3.proxy.s3_upload_limit = 8 * MB
+    with pytest.raises(StorageError) as raised:
+        get_backup_storage().write_bytes(PATH, random.Random(3).randbytes(11 * MB))  # parts of 5, 5 and 1 MB
+    message = str(raised.value)
+    assert PATH in message and "(parte" not in message
+    assert "EntityTooLarge" in message and "The object exceeded the maximum allowed size" in message
+    assert "cada parte" in message and "plan de pago" in message
+    assert s3.raw_keys() == []  # the upload was aborted
+
+
 # -- 13. a storage failure while encrypting is a storage error -----------------------------------
 
 

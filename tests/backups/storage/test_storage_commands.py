@@ -136,3 +136,71 @@ def test_an_upload_left_open_by_a_failed_backup_is_aborted_at_once_a_running_one
     assert s3.raw_keys() == ["(subida abierta) alfa/en-curso.sql.zst"]
     for writer in writers:
         writer.__exit__(RuntimeError, RuntimeError("fin"), None)
+
+
+def test_cleanup_lists_and_removes_old_supabase_temporaries_dry_run_too(
+    committed, supabase, supabase_server, settings, capsys
+):
+    """Item 9 against the Supabase stand-in: the hidden ``.tmp-`` objects of interrupted
+    writes are listed by --dry-run and by the real run: old ones, and at any age those of
+    a backup already marked failed (its move failed and so did the delete of its temporary)."""
+    import uuid
+
+    server, _ = supabase_server
+    bucket = settings.SUPABASE_BUCKET_NAME
+    storage = supabase.storage()
+    failed = make_backup("alfa", timezone.now() - timedelta(minutes=5), status="failed")
+    with schema_context("alfa"):
+        BackupRecord.objects.filter(pk=failed.pk).update(file_path="alfa/fallido.sql.zst")
+    old = f"alfa/.tmp-{uuid.uuid4().hex}-backup-sql-alfa-2025-01-01-000000.sql.zst"
+    fresh = f"alfa/.tmp-{uuid.uuid4().hex}-backup-sql-alfa-2025-01-02-000000.sql.zst"
+    of_failed = f"alfa/.tmp-{uuid.uuid4().hex}-fallido.sql.zst"
+    for path in (old, fresh, of_failed):
+        storage.files.upload(path, b"a medias", {"content-type": "application/octet-stream"})
+    long_ago = (timezone.now() - timedelta(minutes=settings.BACKUP_STALE_AFTER_MINUTES + 5)).timestamp()
+    os.utime(server.root / bucket / old, (long_ago, long_ago))
+
+    call_command("cleanup_old_backups", "--dry-run")
+    out = capsys.readouterr().out
+    for path in (old, of_failed):
+        assert f"Se borraría: {path} (temporal de una escritura interrumpida)" in out
+    assert fresh not in out
+    assert supabase.raw_keys() == sorted([old, fresh, of_failed])
+
+    call_command("cleanup_old_backups")
+    out = capsys.readouterr().out
+    for path in (old, of_failed):
+        assert f"Borrado: {path} (temporal de una escritura interrumpida)" in out
+    assert supabase.raw_keys() == [fresh]
+
+
+@pytest.mark.parametrize("command", ["restore_drill", "rebuild_backup_history"])
+def test_drill_and_history_rebuild_as_processes_print_one_line_and_exit_non_zero(
+    committed, supabase, tmp_path, command
+):
+    """Item 8 as an operator runs them (``manage.py``): a storage refusal is one clear
+    line on stderr, no traceback, and a failing exit code."""
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+
+    from tests.support.processes import subprocess_env
+
+    env = subprocess_env(tmp_path) | supabase.env | {"SUPABASE_KEY": ANON_KEY}
+    finished = subprocess.run(
+        [sys.executable, "manage.py", command, "alfa"],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert finished.returncode != 0, finished.stdout + finished.stderr
+    assert "Traceback" not in finished.stderr
+    # Django's system checks speak first (backups.W003: the key cannot check the bucket); then the command.
+    check_lines = ("System check identified", "WARNINGS:", "?: (backups.")
+    lines = [line for line in finished.stderr.splitlines() if line.strip() and not line.startswith(check_lines)]
+    assert any("SUPABASE_KEY" in line and "service_role" in line for line in lines), finished.stderr
+    assert len(lines) == (2 if command == "restore_drill" else 1), finished.stderr  # the drill adds its total
+    assert ANON_KEY not in finished.stdout + finished.stderr

@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from apps.backups.checks import storage_public_check
 from apps.backups.errors import StorageError
-from apps.backups.storage import get_backup_storage
+from apps.backups.storage import CHECK_TIMEOUT_SECONDS, get_backup_storage
 from apps.backups.storage.retry import RetryPolicy
 from apps.backups.storage.supabase import SupabaseBackupStorage
 from tests.backups.storage.conftest import SHORT_TIMEOUT, expect_timeouts, use_supabase
@@ -139,6 +139,16 @@ def test_check_is_quiet_for_a_private_bucket_and_warns_when_unreachable(supabase
     assert storage_public_check(None) == []
     settings.SUPABASE_BUCKET_NAME = "no-existe-en-absoluto"
     assert [message.id for message in storage_public_check(None)] == ["backups.W003"]
+
+
+def test_check_waits_its_own_short_time_not_the_backups_time_out(supabase, settings):
+    # Django runs the check before most commands: a storage outage must not hold
+    # every `manage.py migrate` for BACKUP_STORAGE_TIMEOUT (60 s) times the retries.
+    settings.BACKUP_STORAGE_TIMEOUT = 60
+    supabase.proxy.fail("late-reply", seconds=CHECK_TIMEOUT_SECONDS + 3)
+    messages = storage_public_check(None)
+    assert [message.id for message in messages] == ["backups.W003"]
+    assert "no respondió" in messages[0].msg and "ReadTimeout" in messages[0].msg
 
 
 def test_manage_py_check_runs_the_public_bucket_check(supabase_server, settings):

@@ -2,7 +2,7 @@ from django.core.management.base import CommandError
 
 from apps.backups.errors import BackupError
 from apps.backups.management.spanish import SpanishCommand
-from apps.backups.restore.recovery import backup_history_rebuild
+from apps.backups.restore.recovery import backup_history_resync
 from apps.tenants.models import Clinic
 
 
@@ -19,7 +19,7 @@ class Command(SpanishCommand):
                 f"Clínica desconocida: {schema} (para una clínica perdida usa restore_clinic_from_storage)."
             )
         try:
-            changed = backup_history_rebuild(clinic=clinic)
+            changed = backup_history_resync(clinic=clinic)
         except BackupError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(self.style.SUCCESS(f"✅ Historial de {schema}: {changed} registro(s) creados o corregidos."))

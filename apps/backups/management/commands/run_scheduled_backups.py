@@ -7,6 +7,7 @@ from apps.backups.errors import ScheduleInFutureError
 from apps.backups.interrupts import stop_on_signals, stop_requested, stop_signal_name
 from apps.backups.management.commands._time import parse_now
 from apps.backups.management.spanish import SpanishCommand
+from apps.backups.monitoring.status import health_alert_check
 from apps.backups.scheduling.run import ScheduledOutcome, scheduled_backups_preview, scheduled_backups_run
 from apps.backups.scheduling.selectors import DueBackup
 from apps.backups.storage import get_backup_storage
@@ -78,13 +79,14 @@ class Command(SpanishCommand):
                     (self.stdout if outcome.status == "succeeded" or line.startswith("📦") else self.stderr).write(line)
 
         self.stdout.write("⏳ Verificando backups programados...")
+        moment = parse_now(now)
         with stop_on_signals():
             try:
-                outcomes = scheduled_backups_run(
-                    now=parse_now(now), workers=workers, on_start=on_start, on_done=on_done
-                )
+                outcomes = scheduled_backups_run(now=moment, workers=workers, on_start=on_start, on_done=on_done)
             except ScheduleInFutureError as error:
                 raise CommandError(str(error)) from None
+            # Every minute, so operators hear of a degraded health even if nobody polls /health/backups/.
+            health_alert_check(now=moment)
             if stop_requested():
                 raise CommandError(
                     f"Interrumpido ({stop_signal_name()}): los backups pendientes se harán en la próxima ejecución."

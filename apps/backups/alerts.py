@@ -25,8 +25,9 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db.models import Q
 from django.utils import timezone
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, schema_exists
 
+from apps.backups.engine.pg_messages import pg_values_removed
 from apps.tenants.models import BackupAlertState
 
 logger = logging.getLogger(__name__)
@@ -42,11 +43,18 @@ class Alert:
     subject: str
     body: str
     schema_name: str = ""  # the clinic concerned, if any (its admins may be told too)
+    operators_note: str = ""  # for the platform's operators only (email and webhook), not the clinic's admins
+
+    @property
+    def operators_body(self) -> str:
+        return f"{self.body}\n{self.operators_note}" if self.operators_note else self.body
 
 
 def safe_detail(text: str) -> str:
-    """An error message fit for an alert: credentials masked, one paragraph, trimmed."""
-    text = _URL_CREDENTIALS.sub(r"\1***@", text or "")
+    """An error message fit for an alert: row values PostgreSQL quoted removed,
+    credentials masked, one paragraph, trimmed."""
+    text = pg_values_removed(text or "")
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
     text = _SECRET_ASSIGNMENT.sub(r"\1***", text)
     text = " ".join(text.split())
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
@@ -57,8 +65,12 @@ def _when(moment: datetime | None) -> str:
 
 
 def _clinic_admin_emails(schema_name: str) -> list[str]:
+    """The clinic's active admins; none while its schema is missing (a lost clinic being
+    recovered), where the search path would fall through to the platform's own users."""
     from apps.users.models import User
 
+    if not schema_exists(schema_name):
+        return []
     with schema_context(schema_name):
         return list(
             User.objects.filter(role=User.Role.CLINIC_ADMIN, is_active=True)
@@ -73,7 +85,7 @@ def alert_send(alert: Alert) -> None:
     messages = []
     prefixed = settings.EMAIL_SUBJECT_PREFIX + alert.subject
     if settings.BACKUP_ALERT_EMAILS:
-        messages.append(EmailMessage(prefixed, alert.body, to=list(settings.BACKUP_ALERT_EMAILS)))
+        messages.append(EmailMessage(prefixed, alert.operators_body, to=list(settings.BACKUP_ALERT_EMAILS)))
     if alert.schema_name and settings.BACKUP_ALERT_CLINIC_ADMINS:
         admins = _clinic_admin_emails(alert.schema_name)
         if admins:  # a message of their own: they do not see the operators' addresses
@@ -93,7 +105,8 @@ def _webhook_post(alert: Alert) -> None:
     if not url.startswith(("https://", "http://")):
         logger.error("BACKUP_ALERT_WEBHOOK_URL debe empezar por https://; aviso no enviado.")
         return
-    payload = json.dumps({"text": f"*{alert.subject}*\n{alert.body}"}, ensure_ascii=False).encode()
+    text = f"*{_slack_escaped(alert.subject)}*\n{_slack_escaped(alert.operators_body)}"
+    payload = json.dumps({"text": text}, ensure_ascii=False).encode()
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         url, data=payload, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
     )
@@ -102,6 +115,12 @@ def _webhook_post(alert: Alert) -> None:
             response.read()
     except Exception as error:  # the webhook's URL is a secret: never logged
         logger.error("No se pudo enviar el aviso al webhook «%s»: %s", alert.subject, type(error).__name__)
+
+
+def _slack_escaped(text: str) -> str:
+    """Slack reads ``<…>`` as a link or mention and ``&`` as an entity: a clinic called
+    «Salud & Mente <Centro>» must arrive as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # -- automatic backups ---------------------------------------------------------------------
@@ -131,10 +150,10 @@ def backup_failure_alert(*, clinic, failures: int, error: str, retry_at: datetim
                 f"Último intento: {_when(now)}\n"
                 f"Próximo intento: {_when(retry_at)}\n"
                 f"Motivo: {safe_detail(error)}\n\n"
-                f"Mientras siga fallando se repetirá este aviso cada {settings.BACKUP_ALERT_REPEAT_HOURS} h.\n"
-                "Estado de todas las clínicas: /admin/ → Estado de backups, o manage.py backup_status."
+                f"Mientras siga fallando se repetirá este aviso cada {settings.BACKUP_ALERT_REPEAT_HOURS} h."
             ),
             schema_name=clinic.schema_name,
+            operators_note="Estado de todas las clínicas: /admin/ → Estado de backups, o manage.py backup_status.",
         )
     )
     return True
@@ -192,13 +211,9 @@ def drill_failure_alert(*, schema_name: str, clinic_name: str, file_name: str, d
 # -- /health/backups/ ----------------------------------------------------------------------------
 
 
-def health_alert_check(*, now: datetime | None = None) -> str:
-    """Alert when the backup health turns degraded (and when it is ok again).
-    Called by every scheduler run and by ``/health/backups/``. Returns the status."""
-    from apps.backups.monitoring.status import clinics_overdue
-
-    now = now or timezone.now()
-    _checked, overdue = clinics_overdue(now=now)
+def health_change_alert(*, overdue: list, now: datetime) -> str:
+    """Alert when the backup health turns degraded (``overdue`` clinics, from
+    ``monitoring.status.clinics_overdue``) and when it is ok again. Returns the status."""
     BackupAlertState.objects.get_or_create(key=HEALTH_KEY)
     if overdue:
         if BackupAlertState.objects.filter(key=HEALTH_KEY, active=False).update(active=True, alerted_at=now):
