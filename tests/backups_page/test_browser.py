@@ -5,21 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
+from selenium.webdriver.support.ui import WebDriverWait
 
+from apps.backups.engine.pg_clients import libpq_params
+from apps.backups.jobs.models import BackupJob
 from apps.backups.models import BackupDownload, BackupRecord, BackupRestore
 from apps.tenants.models import Clinic
 from apps.tenants.services import clinic_time_zone_update
 from tests.backups.restore.test_swap import change_clinic_data
 from tests.backups_page.conftest import PAGE
 from tests.conftest import PASSWORD
-from tests.support.browser import Browser
+from tests.support.browser import WAIT_SECONDS, Browser
 from tests.support.database import table_hashes
 from tests.support.live_server import LiveServer
 
@@ -113,6 +119,54 @@ def test_admin_signs_in_makes_a_backup_sees_it_and_downloads_the_verified_file(c
     assert record.file_name in downloads and alfa.admin.email in downloads and "127.0.0.1" in downloads
     with schema_context("alfa"):
         assert BackupDownload.objects.filter(backup=record, user=alfa.admin).count() == 1
+
+
+def test_while_a_backup_runs_in_the_request_the_button_is_busy_and_the_row_appears_after(committed, site, browser):
+    """No broker: the backup runs in the request. A session holds a lock the backup's
+    reader waits for, and lets it go only once the backup waits for it: the page's
+    busy state is recorded (in sessionStorage, which outlives the navigation) while
+    the request is still running."""
+    alfa = committed["alfa"]
+    sign_in(browser, site, alfa.domain, alfa.admin.email)
+    browser.driver.execute_script(
+        """const form = document.querySelector("form[data-busy]");
+        new MutationObserver(() => sessionStorage.setItem("busy", JSON.stringify([
+            form.getAttribute("aria-busy"), form.querySelector("button").disabled,
+            form.querySelector(".busy[role=status]").textContent,
+        ]))).observe(form, {attributes: true, childList: true, characterData: true, subtree: true});"""
+    )
+    backup_waited = threading.Event()
+    with psycopg.connect(**libpq_params()) as holder, psycopg.connect(**libpq_params(), autocommit=True) as watcher:
+        holder.execute("LOCK TABLE alfa.auth_group IN ACCESS EXCLUSIVE MODE")
+
+        def release_once_the_backup_waits() -> None:
+            try:
+                WebDriverWait(None, WAIT_SECONDS).until(
+                    lambda _: watcher.execute(
+                        "SELECT count(*) FROM pg_locks WHERE relation = 'alfa.auth_group'::regclass AND NOT granted"
+                    ).fetchone()[0]
+                )
+                with schema_context("alfa"):
+                    if list(BackupRecord.objects.values_list("status", flat=True)) == ["running"]:
+                        backup_waited.set()
+            finally:
+                holder.rollback()
+                connection.close()
+
+        releaser = threading.Thread(target=release_once_the_backup_waits)
+        releaser.start()
+        browser.click_button("Crear backup")  # returns with the next page
+        releaser.join()
+
+    assert backup_waited.is_set()
+    busy = "Creando el backup… puede tardar unos minutos; no cierres esta página."
+    # Said so, and the button could not send it twice.
+    assert json.loads(browser.driver.execute_script("return sessionStorage.getItem('busy')")) == ["true", True, busy]
+    assert "Backup creado" in browser.find(".message.success").text
+    with schema_context("alfa"):
+        record = BackupRecord.objects.get()
+    assert record.status == "succeeded"
+    assert history_rows(browser) == [str(record.pk)]
 
 
 def test_the_schedule_is_saved_in_the_clinics_time_zone_and_shown_after_reload(
@@ -222,7 +276,7 @@ def test_another_clinics_session_is_refused(committed, site, browser):
     assert "Crear backup" not in browser.text()
 
 
-def test_at_360_px_every_control_is_labelled_and_the_page_works_from_the_keyboard(request, committed, site):
+def test_at_360_px_every_page_fits_every_control_is_labelled_and_works_from_the_keyboard(request, committed, site):
     alfa = committed["alfa"]
     browser = _browser(request, width=360, height=800)
     browser.open(site.url(alfa.domain, PAGE))
@@ -242,12 +296,50 @@ def test_at_360_px_every_control_is_labelled_and_the_page_works_from_the_keyboar
     browser._navigating(lambda: browser.driver.switch_to.active_element.send_keys("\ue007"))  # Enter
     assert "Backup creado" in browser.find(".message.success").text
 
-    for path in (PAGE, f"{PAGE}restaurar-archivo/"):
+    with schema_context("alfa"):
+        record = BackupRecord.objects.get(status="succeeded")
+    browser.find(f"tr[data-backup-id='{record.pk}']").find_element("link text", "Descargar").click()
+    browser.downloaded_file(record.file_name)
+    browser.open(site.url(alfa.domain, PAGE))
+    browser.click_button("Crear backup")  # a second manual backup: the first can now be deleted
+    long_reason = "psql falló: " + "ERROR:relation_" * 12 + " no existe"
+    with schema_context("alfa"):
+        BackupRecord.objects.create(
+            file_name="", backup_type="automatic", status="failed", error=long_reason, created_at=timezone.now()
+        )
+        BackupRestore.objects.create(
+            source="upload",
+            backup_file_name=record.file_name,
+            uploaded_file_name="copia-descargada-de-la-clinica-alfa-en-noviembre.sql",
+            requested_by=alfa.admin,
+            status="failed",
+            error=long_reason,
+            started_at=timezone.now(),
+            finished_at=timezone.now(),
+        )
+        job = BackupJob.objects.create(kind="backup", status="failed", error=long_reason, requested_by=alfa.admin)
+
+    pages = [PAGE, f"{PAGE}restaurar-archivo/", f"{PAGE}{record.pk}/restaurar/", f"{PAGE}{record.pk}/eliminar/"]
+    pages += [f"{PAGE}tareas/{job.pk}/", f"{PAGE}entrar/"]
+    for path in pages:
         browser.open(site.url(alfa.domain, path))
         width = browser.driver.execute_script("return document.documentElement.scrollWidth")
         assert width <= 360, f"{path}: la página mide {width} px de ancho"
+        # Nothing hidden sideways inside a scrolling box either: every table reads at 360 px.
+        cut = browser.driver.execute_script(
+            "return [...document.querySelectorAll('.table-scroll')]"
+            ".filter(e => e.scrollWidth > e.clientWidth).map(e => e.getAttribute('aria-labelledby'))"
+        )
+        assert cut == [], f"{path}: tablas más anchas que la pantalla {cut}"
+        # Each row is a card of labelled cells: what a cell holds sits beside its label, never under it.
+        misplaced = browser.driver.execute_script(
+            "return [...document.querySelectorAll('td[data-label] > *')]"
+            ".filter(e => e.getBoundingClientRect().left < e.parentElement.getBoundingClientRect().left + 100)"
+            ".map(e => e.parentElement.dataset.label + ': ' + e.textContent.trim())"
+        )
+        assert misplaced == [], f"{path}: contenido bajo la etiqueta de su celda {misplaced}"
         unlabelled = browser.driver.execute_script(
-            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
-            ".filter(e => !e.labels || e.labels.length === 0).map(e => e.name)"
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, progress')]"
+            ".filter(e => !e.labels || e.labels.length === 0).map(e => e.name || e.id)"
         )
         assert unlabelled == [], f"{path}: controles sin etiqueta {unlabelled}"

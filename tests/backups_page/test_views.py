@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from apps.backups.jobs.models import BackupJob
 from apps.backups.models import BackupRecord, BackupRestore
-from apps.backups.services import backup_create
+from apps.backups.services import backup_create, backup_open_plain
 from tests.backups.conftest import stored_files, stored_object_tamper
+from tests.backups.restore.test_swap import change_clinic_data
 from tests.backups_page.conftest import PAGE
+from tests.backups_page.test_browser import clinic_data_hashes
 from tests.conftest import PASSWORD
 
 
@@ -186,8 +190,6 @@ def test_an_upload_needs_the_csrf_token_once_its_size_is_acceptable(alfa):
 def test_an_unknown_file_is_refused_and_nothing_is_restored(committed):
     alfa = committed["alfa"]
     client = page_client(alfa, user=alfa.admin)
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     upload = SimpleUploadedFile("otra.sql", b"DROP SCHEMA alfa CASCADE;\n")
     response = client.post(
         f"{PAGE}restaurar-archivo/", {"file": upload, "confirm_name": "clínica alfa ñandú", "password": PASSWORD}
@@ -338,3 +340,42 @@ def test_a_stored_object_that_fails_its_check_is_not_downloaded(committed, setti
     assert f"No se pudo descargar {record.file_name}:" in html(response)
     with schema_context("alfa"):
         assert not record.downloads.exists()
+
+
+def test_an_uploaded_backup_of_the_clinic_brings_its_data_back_and_ends_the_session(committed):
+    """Without a broker the upload is restored in the request (``upload_restore``)."""
+    alfa = committed["alfa"]
+    client = page_client(alfa, user=alfa.admin)
+    record = backup_create(clinic=alfa.clinic, backup_type="manual", user=alfa.admin)
+    with backup_open_plain(record=record) as chunks:
+        dump = b"".join(chunks)
+    before = clinic_data_hashes()
+    change_clinic_data("alfa")
+    assert clinic_data_hashes() != before
+
+    upload = SimpleUploadedFile("copia-de-noviembre.sql", dump)
+    response = client.post(
+        f"{PAGE}restaurar-archivo/", {"file": upload, "confirm_name": "Clínica Alfa Ñandú", "password": PASSWORD}
+    )
+
+    assert response.status_code == 200
+    assert "Clínica restaurada" in html(response) and record.file_name in html(response)
+    assert clinic_data_hashes() == before
+    with schema_context("alfa"):
+        restore = BackupRestore.objects.get()
+    assert (restore.status, restore.source, restore.backup_id) == ("succeeded", "upload", record.pk)
+    assert (restore.uploaded_file_name, restore.requested_by_id) == ("copia-de-noviembre.sql", alfa.admin.pk)
+    again = client.get(PAGE)
+    assert again.status_code == 302 and again["Location"].startswith(f"{PAGE}entrar/")
+
+
+def test_a_failed_jobs_page_shows_the_error_and_no_work_in_progress(alfa):
+    with schema_context("alfa"):
+        job = BackupJob.objects.create(
+            kind="backup", status="failed", error="El almacenamiento no respondió.", requested_by=alfa.admin
+        )
+    body = html(page_client(alfa, user=alfa.admin).get(f"{PAGE}tareas/{job.pk}/"))
+    assert "El almacenamiento no respondió." in body
+    # A <progress> without a value is drawn as work still going on.
+    assert '<progress id="progreso" max="100" value="0.0">' in body
+    assert 'http-equiv="refresh"' not in body

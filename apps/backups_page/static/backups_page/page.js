@@ -98,7 +98,9 @@
     field(root, "phase_sep").textContent = state.status === "running" ? ": " : "";
     field(root, "phase_label").textContent = state.status === "running" ? state.phase_label : "";
     root.querySelector(".job-state").className = "job-state status-" + state.status;
-    if (state.percent === null) {
+    if (state.percent === null && state.status === "failed") {
+      progress.value = 0; // without a value it would still be drawn as work going on
+    } else if (state.percent === null) {
       progress.removeAttribute("value");
     } else {
       progress.value = state.percent;
