@@ -35,6 +35,7 @@ from apps.backups.engine.naming import (
     validate_schema_name,
 )
 from apps.backups.engine.pg_clients import find_client, server_major, server_version_text
+from apps.backups.engine.pg_messages import pg_values_removed
 from apps.backups.engine.pipeline import StoredBytes, open_plain, store_stream, verify_stored
 from apps.backups.engine.progress import Progress, progress_noop, reader_counted
 from apps.backups.engine.snapshot import SchemaSnapshot, schema_snapshot
@@ -253,6 +254,11 @@ def _manifest_store(
 
 
 def _failure_message(error: BaseException) -> str:
+    """The record's (and the operators') text of a failure: no row values PostgreSQL quoted."""
+    return pg_values_removed(_failure_text(error))
+
+
+def _failure_text(error: BaseException) -> str:
     if isinstance(error, BackupError):
         return str(error)
     if isinstance(error, DatabaseError):

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from apps.backups.engine.pg_messages import pg_values_removed
 from apps.backups.errors import BackupInterruptedError, DumpError
 from apps.backups.interrupts import child_forget, child_register, process_group_signal, stop_requested
 
@@ -42,7 +43,7 @@ class Child:
 
     def _drain(self, stream: BinaryIO) -> None:
         for line in iter(io.BufferedReader(stream).readline, b""):
-            self._stderr_tail.append(line.decode("utf-8", "replace"))
+            self._stderr_tail.append(pg_values_removed(line.decode("utf-8", "replace")))
 
     def finish(self) -> int:
         """Wait for the exit code, and for stderr to be read to its end."""

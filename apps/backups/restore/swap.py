@@ -45,6 +45,7 @@ from django_tenants.utils import schema_context, schema_exists
 
 from apps.backups.engine.naming import validate_schema_name
 from apps.backups.engine.pg_clients import find_client, server_major
+from apps.backups.engine.pg_messages import pg_values_removed
 from apps.backups.engine.progress import Progress, chunks_counted, progress_noop
 from apps.backups.engine.psql import psql_run
 from apps.backups.errors import (
@@ -352,7 +353,9 @@ def _failure_record(*, schema_name: str, incoming: str, restore: BackupRestore, 
     """Drop what was loaded and write the failed restore row (the clinic admin's
     message in it; the detail in the log)."""
     incoming_drop(incoming)
-    message = error.public_message or str(error)
+    # A failing migration or JSON load quotes the rows it choked on (PostgreSQL's DETAIL).
+    detail = pg_values_removed(str(error))
+    message = error.public_message or detail
     if schema_exists(schema_name):
         with schema_context(schema_name):
             requested_by_id = restore.requested_by_id if _user_exists(restore.requested_by_id or 0) else None
@@ -369,7 +372,7 @@ def _failure_record(*, schema_name: str, incoming: str, restore: BackupRestore, 
                 status=BackupRestore.Status.FAILED,
                 error=message,
             )
-    logger.error("Restauración de %s fallida: %s", schema_name, error)
+    logger.error("Restauración de %s fallida: %s", schema_name, detail)
 
 
 # Leftovers ------------------------------------------------------------------------------

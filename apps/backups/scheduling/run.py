@@ -23,6 +23,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from apps.backups.alerts import backup_failure_alert, backup_recovery_alert
+from apps.backups.engine.pg_messages import pg_values_removed
 from apps.backups.engine.progress import Progress
 from apps.backups.errors import BackupError, BackupInterruptedError, ClinicBusyError, ScheduleInFutureError
 from apps.backups.interrupts import stop_requested
@@ -187,7 +188,7 @@ def _succeeded(*, clinic: Clinic, due: DueBackup, now: datetime) -> None:
 
 
 def _failed(*, clinic: Clinic, due: DueBackup, now: datetime, claim_id: int, error: Exception) -> ScheduledOutcome:
-    message = str(error) if isinstance(error, BackupError) else f"Error inesperado: {error!r}"
+    message = pg_values_removed(str(error) if isinstance(error, BackupError) else f"Error inesperado: {error!r}")
     logger.error("[AutoBackup] Error crítico en %s: %s", clinic.name, message)
     connection.set_schema_to_public()
     failures = clinic.backup_failures + 1

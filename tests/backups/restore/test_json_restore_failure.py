@@ -52,6 +52,9 @@ def test_a_json_load_failing_part_way_leaves_the_clinic_as_it_was(
     # for the admin in the job, the database's detail in the log only.
     assert job.status == "failed" and "error del servidor" in job.error and "currency" not in job.error
     assert "currency" in caplog.text
+    # The log names the fault, not the row PostgreSQL quoted (clinical data stays out of logs).
+    assert "Failing row contains (…)" in caplog.text
+    assert f"Failing row contains ({payment_without_currency}," not in caplog.text
     after_tables = table_hashes("beta", exclude_prefix="-")
     restores = after_tables.pop("backups_backuprestore")
     before_tables.pop("backups_backuprestore")
