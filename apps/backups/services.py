@@ -254,17 +254,15 @@ def _manifest_store(
 
 
 def _failure_message(error: BaseException) -> str:
-    """The record's (and the operators') text of a failure: no row values PostgreSQL quoted."""
-    return pg_values_removed(_failure_text(error))
-
-
-def _failure_text(error: BaseException) -> str:
+    """The record's (and the operators') text of a failure. Our own errors are
+    already clean; a database's or an unexpected one may quote row values."""
     if isinstance(error, BackupError):
         return str(error)
     if isinstance(error, DatabaseError):
         lines = str(error).strip().splitlines()
-        return f"Error de la base de datos durante el backup: {lines[0] if lines else type(error).__name__}"
-    return f"Error inesperado: {error!r}"
+        first = lines[0] if lines else type(error).__name__
+        return pg_values_removed(f"Error de la base de datos durante el backup: {first}")
+    return pg_values_removed(f"Error inesperado: {error!r}")
 
 
 def _failure_record(record: BackupRecord, schema_name: str, message: str) -> None:

@@ -32,7 +32,6 @@ from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
 from apps.backups.engine.naming import validate_schema_name
-from apps.backups.engine.pg_messages import pg_values_removed
 from apps.backups.errors import BackupError, ClinicBusyError, ScheduleInFutureError
 from apps.backups.jobs.models import BackupJob
 from apps.backups.jobs.progress import JobProgress
@@ -260,10 +259,9 @@ def job_run(*, schema_name: str, job_id: int, work: Work, rerun_interrupted: boo
         fields = work(progress)
     except BackupError as error:
         # A server fault's detail goes to the log; the clinic admin reads its plain message.
-        detail = pg_values_removed(str(error))  # no row a failing load quoted
         if error.public_message:
-            logger.error("Tarea %s de %s fallida: %s", job_id, schema_name, detail)
-        message = error.public_message or detail
+            logger.error("Tarea %s de %s fallida: %s", job_id, schema_name, error)
+        message = error.public_message or str(error)
         _job_finish(schema_name, job_id, status=Status.FAILED, error=message, **_progress_fields(progress))
     except Exception as error:
         logger.exception("Tarea %s de %s: error inesperado", job_id, schema_name)

@@ -332,7 +332,8 @@ def restore_from_source(
         if isinstance(error, BackupError):
             failure = error
         elif isinstance(error, Exception):
-            failure = RestoreFailedError(f"Error inesperado: {error!r}")
+            # A failing load or migration quotes the rows it choked on (PostgreSQL's DETAIL).
+            failure = RestoreFailedError(pg_values_removed(f"Error inesperado: {error!r}"))
         else:
             failure = RestoreFailedError(f"Interrumpido: {type(error).__name__}")  # Ctrl-C, SystemExit
         _failure_record(schema_name=schema_name, incoming=incoming, restore=restore, started=started, error=failure)
@@ -353,9 +354,7 @@ def _failure_record(*, schema_name: str, incoming: str, restore: BackupRestore, 
     """Drop what was loaded and write the failed restore row (the clinic admin's
     message in it; the detail in the log)."""
     incoming_drop(incoming)
-    # A failing migration or JSON load quotes the rows it choked on (PostgreSQL's DETAIL).
-    detail = pg_values_removed(str(error))
-    message = error.public_message or detail
+    message = error.public_message or str(error)
     if schema_exists(schema_name):
         with schema_context(schema_name):
             requested_by_id = restore.requested_by_id if _user_exists(restore.requested_by_id or 0) else None
@@ -372,7 +371,7 @@ def _failure_record(*, schema_name: str, incoming: str, restore: BackupRestore, 
                 status=BackupRestore.Status.FAILED,
                 error=message,
             )
-    logger.error("Restauración de %s fallida: %s", schema_name, detail)
+    logger.error("Restauración de %s fallida: %s", schema_name, error)
 
 
 # Leftovers ------------------------------------------------------------------------------

@@ -188,7 +188,7 @@ def _succeeded(*, clinic: Clinic, due: DueBackup, now: datetime) -> None:
 
 
 def _failed(*, clinic: Clinic, due: DueBackup, now: datetime, claim_id: int, error: Exception) -> ScheduledOutcome:
-    message = pg_values_removed(str(error) if isinstance(error, BackupError) else f"Error inesperado: {error!r}")
+    message = str(error) if isinstance(error, BackupError) else pg_values_removed(f"Error inesperado: {error!r}")
     logger.error("[AutoBackup] Error crítico en %s: %s", clinic.name, message)
     connection.set_schema_to_public()
     failures = clinic.backup_failures + 1
